@@ -1,0 +1,14 @@
+"""Compatibility shim for the original system's habit: `python run_local.py NPI` / `--all`.
+
+Runs the same job as `ig-story-metrics run`, with the same settings and exit codes.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
+
+from ig_story_metrics.cli import app
+
+if __name__ == "__main__":
+    app(args=["run", *sys.argv[1:]], prog_name="run_local.py")

@@ -1,0 +1,142 @@
+"""Thin typer commands over the library: parse, call, turn library errors into one-line messages.
+
+Exit codes: 0 every account captured, 1 at least one account failed (the others are stored),
+2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from pydantic import SecretStr
+from rich.console import Console
+
+from ig_story_metrics import pipeline
+from ig_story_metrics.report import RunReport
+from ig_story_metrics.settings import (
+    Account,
+    ConfigError,
+    Settings,
+    load_accounts,
+    load_settings,
+    resolve_tokens,
+    select_accounts,
+)
+from ig_story_metrics.simulator import DEFAULT_TOKEN, SEED_ACCOUNTS, simulator_server
+from ig_story_metrics.storage import StorageError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    # Never print locals in a traceback: they can hold a token.
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    help="Capture Instagram story insights before they vanish (hourly snapshots into Parquet).",
+)
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _finish(report: RunReport, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(report.to_json() + "\n")
+    else:
+        report.render(Console())
+    raise typer.Exit(report.exit_code)
+
+
+def _execute(settings: Settings, accounts: list[Account], as_json: bool) -> None:
+    try:
+        tokens = resolve_tokens(settings, accounts)
+        report = pipeline.run(settings, accounts, tokens)
+    except (ConfigError, StorageError) as exc:
+        raise _fail(str(exc)) from None
+    _finish(report, as_json)
+
+
+@app.command()
+def run(
+    accounts: Annotated[
+        list[str] | None, typer.Argument(help="Account names, e.g. NPI LT.")
+    ] = None,
+    all_accounts: Annotated[bool, typer.Option("--all", help="Every account in the file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
+) -> None:
+    """One hourly run: snapshot the live stories of the named accounts (or --all).
+
+    Example: IG_ACCESS_TOKEN=... ig-story-metrics run NPI LT
+    """
+    try:
+        settings = load_settings()
+        known = load_accounts(settings.accounts_file)
+        chosen = select_accounts(known, accounts or [], all_accounts=all_accounts)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    _execute(settings, chosen, as_json)
+
+
+@app.command()
+def demo(
+    seed: Annotated[int, typer.Option(help="Seed of the simulated accounts.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
+) -> None:
+    """Run the job on the built-in Graph API simulator (no credentials) into ./data or STORAGE_URL.
+
+    Example: ig-story-metrics demo
+    """
+    try:
+        base = load_settings()
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    accounts = [Account(name, uid) for name, uid in SEED_ACCOUNTS.items()]
+    with simulator_server(seed=seed) as server:
+        if not as_json:
+            Console().print(f"Graph API simulator on {server.url} (seed {seed})", highlight=False)
+        settings = base.model_copy(
+            update={"graph_api_url": server.url, "access_token": SecretStr(DEFAULT_TOKEN)}
+        )
+        try:
+            report = pipeline.run(settings, accounts, resolve_tokens(settings, accounts, env={}))
+        except (ConfigError, StorageError) as exc:
+            raise _fail(str(exc)) from None
+    _finish(report, as_json)
+
+
+@app.command()
+def simulate(
+    port: Annotated[int, typer.Option(help="TCP port (0: a free one).")] = 8080,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    seed: Annotated[int, typer.Option(help="Seed of the simulated accounts.")] = 0,
+    page_size: Annotated[int, typer.Option(help="Most stories per listing page.")] = 25,
+) -> None:
+    """Serve the Graph API simulator alone, for trying the tool, dashboards or load.
+
+    Example: ig-story-metrics simulate --port 8080, then in another terminal
+    IG_GRAPH_API_URL=http://127.0.0.1:8080 IG_ACCESS_TOKEN=sim-token
+    IG_ACCOUNTS_FILE=accounts.example.toml ig-story-metrics run --all
+    """
+    try:
+        server = simulator_server(seed=seed, host=host, port=port, page_size=page_size)
+    except OSError as exc:
+        raise _fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    console = Console()
+    console.print(f"Graph API simulator on {server.url}  (token: {DEFAULT_TOKEN})", highlight=False)
+    for name, uid in SEED_ACCOUNTS.items():
+        console.print(f"  account {name}: ig_user_id {uid}", highlight=False)
+    console.print("Ctrl-C stops it.")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

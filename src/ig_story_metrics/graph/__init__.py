@@ -1,0 +1,1 @@
+"""Everything that speaks HTTP to Meta's Graph API."""

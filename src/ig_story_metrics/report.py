@@ -1,0 +1,101 @@
+"""The run report: what every account got, and its renderings (terminal table, JSON)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+from pydantic import BaseModel, Field, computed_field
+from rich.console import Console
+from rich.table import Table
+
+
+class AccountReport(BaseModel):
+    """One account's part of a run."""
+
+    account: str
+    ig_user_id: str
+    ok: bool = True
+    error: str | None = None
+    listed: int = 0
+    statuses: dict[str, int] = Field(default_factory=dict)
+    stored_rows: int = 0
+    files: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    duration_seconds: float = 0.0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def captured(self) -> int:
+        """Stories with metrics (all of them, or all Meta would give)."""
+        return self.statuses.get("ok", 0) + self.statuses.get("partial", 0)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def below_threshold(self) -> int:
+        return self.statuses.get("not_enough_viewers", 0)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def failed(self) -> int:
+        """Stories listed whose metrics could not be read (or that were not stored)."""
+        if not self.ok and self.stored_rows == 0:
+            return self.listed
+        return self.listed - self.captured - self.below_threshold
+
+    def count(self, statuses: Counter[str]) -> None:
+        self.statuses = dict(sorted(statuses.items()))
+
+
+class RunReport(BaseModel):
+    """One hourly run over several accounts."""
+
+    run_id: str
+    fetched_at: datetime
+    api_version: str
+    storage_url: str
+    accounts: list[AccountReport] = Field(default_factory=list)
+    duration_seconds: float = 0.0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ok(self) -> bool:
+        return all(a.ok for a in self.accounts)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def exit_code(self) -> int:
+        """0 when every account succeeded, 1 when at least one failed (DESIGN.md)."""
+        return 0 if self.ok else 1
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    def render(self, console: Console) -> None:
+        """The short human summary: a table per account, then where the files are."""
+        table = Table(title=f"run {self.run_id} at {self.fetched_at:%Y-%m-%d %H:%M:%S} UTC")
+        for name in ("account", "stories listed", "captured", "below threshold", "failed"):
+            table.add_column(name, justify="left" if name == "account" else "right")
+        table.add_column("status")
+        for a in self.accounts:
+            status = "[green]ok[/green]" if a.ok else f"[red]FAILED[/red] {a.error or ''}"
+            table.add_row(
+                a.account,
+                str(a.listed),
+                str(a.captured),
+                str(a.below_threshold),
+                str(a.failed),
+                status,
+                style=None if a.ok else "red",
+            )
+        console.print(table)
+        files = [f for a in self.accounts for f in a.files]
+        if files:
+            console.print("wrote:")
+            for path in files:
+                console.print(f"  {path}", soft_wrap=True, highlight=False)
+        else:
+            console.print("wrote no files (no live stories)")
+        for a in self.accounts:
+            for warning in a.warnings:
+                console.print(f"[yellow]warning[/yellow] {a.account}: {warning}", highlight=False)

@@ -1,0 +1,168 @@
+"""Settings: the environment (and a `.env` file) plus the accounts file, read once into frozen objects.
+
+Nothing else in the package reads `os.environ`; everything below the entry points gets a `Settings`.
+Every problem a user can make here raises `ConfigError` with a one-line message naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+IG_USER_ID = re.compile(r"^[0-9]+$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ConfigError(Exception):
+    """A usage or configuration problem: the run cannot start (exit code 2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One Instagram professional account to poll."""
+
+    name: str
+    ig_user_id: str
+    token_env: str | None = None
+
+
+class Settings(BaseSettings):
+    """The process-wide settings (see the table in DESIGN.md)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    access_token: SecretStr | None = Field(default=None, validation_alias="IG_ACCESS_TOKEN")
+    accounts_file: Path = Field(default=Path("accounts.toml"), validation_alias="IG_ACCOUNTS_FILE")
+    graph_api_url: str = Field(
+        default="https://graph.facebook.com", validation_alias="IG_GRAPH_API_URL"
+    )
+    graph_api_version: str = Field(
+        default="v25.0", pattern=r"^v\d+\.\d+$", validation_alias="IG_GRAPH_API_VERSION"
+    )
+    storage_url: str = Field(default="./data", validation_alias="STORAGE_URL")
+    max_concurrent_accounts: int = Field(
+        default=5, ge=1, le=50, validation_alias="IG_MAX_CONCURRENT_ACCOUNTS"
+    )
+    request_timeout_seconds: float = Field(
+        default=30.0, gt=0, validation_alias="IG_REQUEST_TIMEOUT_SECONDS"
+    )
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, *, env_file: Path | None = None
+) -> Settings:
+    """Read the settings from `env` (default: the process environment and `.env`).
+
+    With an explicit `env`, no `.env` file is read unless `env_file` names one: tests stay hermetic.
+    """
+    try:
+        if env is None:
+            return Settings(_env_file=env_file or Path(".env"))  # type: ignore[call-arg]
+        known: dict[str, Any] = {k: v for k, v in env.items() if k in _ALIASES}
+        return Settings(_env_file=env_file, **known)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+_ALIASES = {
+    str(f.validation_alias)
+    for f in Settings.model_fields.values()
+    if f.validation_alias is not None
+}
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    name = ".".join(str(p) for p in first["loc"]) or "settings"
+    return f"invalid setting {name}: {first['msg']}"
+
+
+def load_accounts(path: Path) -> dict[str, Account]:
+    """Parse the accounts file: `[accounts.NAME] ig_user_id = "..."`, optional `token_env`."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"accounts file {path} not found (set IG_ACCOUNTS_FILE, or copy accounts.example.toml)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"accounts file {path} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"accounts file {path} is not valid TOML: {exc}") from None
+    table = raw.get("accounts")
+    if not isinstance(table, dict) or not table:
+        raise ConfigError(f"accounts file {path} has no [accounts.NAME] tables")
+    return {name: _account(path, name, entry) for name, entry in table.items()}
+
+
+def _account(path: Path, name: str, entry: object) -> Account:
+    where = f"accounts file {path}: account {name!r}"
+    if not ACCOUNT_NAME.match(name):
+        raise ConfigError(f"{where}: names may only use letters, digits, '_' and '-'")
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a table with ig_user_id")
+    unknown = set(entry) - {"ig_user_id", "token_env"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    ig_user_id = entry.get("ig_user_id")
+    if not isinstance(ig_user_id, str) or not IG_USER_ID.match(ig_user_id):
+        raise ConfigError(f"{where}: ig_user_id must be a string of digits")
+    token_env = entry.get("token_env")
+    if token_env is not None and (not isinstance(token_env, str) or not ENV_NAME.match(token_env)):
+        raise ConfigError(f"{where}: token_env must be an environment variable name")
+    return Account(name=name, ig_user_id=ig_user_id, token_env=token_env)
+
+
+def select_accounts(
+    known: Mapping[str, Account], names: Iterable[str], *, all_accounts: bool
+) -> list[Account]:
+    """The accounts a run asked for, in the order given; unknown or malformed names are errors."""
+    wanted = list(names)
+    if all_accounts and wanted:
+        raise ConfigError("name accounts or pass --all, not both")
+    if all_accounts:
+        return list(known.values())
+    if not wanted:
+        raise ConfigError("no account given: name one or more accounts, or pass --all")
+    for name in wanted:
+        if not ACCOUNT_NAME.match(name):
+            raise ConfigError(f"invalid account name {name!r}: only letters, digits, '_' and '-'")
+        if name not in known:
+            raise ConfigError(f"unknown account {name!r} (known: {', '.join(known)})")
+    return [known[name] for name in dict.fromkeys(wanted)]
+
+
+def resolve_tokens(
+    settings: Settings, accounts: Iterable[Account], env: Mapping[str, str] | None = None
+) -> dict[str, SecretStr]:
+    """Each account's token: its own `token_env` variable, else `IG_ACCESS_TOKEN`."""
+    environ = os.environ if env is None else env
+    tokens: dict[str, SecretStr] = {}
+    for account in accounts:
+        if account.token_env:
+            value = environ.get(account.token_env, "").strip()
+            if not value:
+                raise ConfigError(
+                    f"account {account.name} takes its token from {account.token_env}, "
+                    "which is not set"
+                )
+            tokens[account.name] = SecretStr(value)
+        elif settings.access_token is not None and settings.access_token.get_secret_value().strip():
+            tokens[account.name] = SecretStr(settings.access_token.get_secret_value().strip())
+        else:
+            raise ConfigError(
+                f"IG_ACCESS_TOKEN is not set (needed for account {account.name}); "
+                "export it or put it in .env"
+            )
+    return tokens

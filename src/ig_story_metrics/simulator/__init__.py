@@ -1,0 +1,36 @@
+"""A faithful fake of the Instagram Graph API, served over HTTP on loopback.
+
+`simulator_server()` builds a world, its Graph API rules and an HTTP server in one call; start it
+with `with simulator_server() as server: ...` (tests, `demo`) or `server.serve_forever()` (`simulate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from ig_story_metrics.simulator.api import DEFAULT_TOKEN, GraphSimulator
+from ig_story_metrics.simulator.server import SimulatorServer
+from ig_story_metrics.simulator.world import SEED_ACCOUNTS, World, utc_now
+
+__all__ = [
+    "DEFAULT_TOKEN",
+    "SEED_ACCOUNTS",
+    "GraphSimulator",
+    "SimulatorServer",
+    "World",
+    "simulator_server",
+]
+
+
+def simulator_server(
+    *,
+    seed: int = 0,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    page_size: int = 25,
+    clock: Callable[[], datetime] = utc_now,
+) -> SimulatorServer:
+    """A simulator on `host:port` (port 0: a free one), not yet serving."""
+    world = World(seed=seed, clock=clock)
+    return SimulatorServer(GraphSimulator(world, page_size=page_size), host=host, port=port)
