@@ -185,9 +185,9 @@ def _posted_in_hour(
         minute = rng.uniform(0, 3599.0)
         small = rng.random() < 0.12
         audience = rng.randint(1, 12) if small else math.floor(math.exp(rng.uniform(3.0, 8.5)))
-        forward = rng.uniform(0.55, 0.75)
-        back = rng.uniform(0.04, 0.12)
-        exits = rng.uniform(0.08, 0.2)
+        forward = rng.uniform(0.5, 0.7)  # the three shares stay below 1: swipe_forward >= 0
+        back = rng.uniform(0.04, 0.1)
+        exits = rng.uniform(0.08, 0.18)
         stories.append(
             SimStory(
                 id=f"18{index:02d}{hour:09d}{k:02d}",

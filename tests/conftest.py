@@ -1,0 +1,96 @@
+"""Shared fixtures: a Graph API simulator on a real loopback port, accounts files, settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ig_story_metrics.settings import Settings, load_settings
+from ig_story_metrics.simulator import SEED_ACCOUNTS, GraphSimulator, SimulatorServer, World
+
+# A token that looks like a real one, so a leak would be obvious in any output or file.
+SECRET_TOKEN = "EAATestSecretToken0123456789abcdefTOKENxyz"
+# A fixed moment: the simulator's world and the run's fetched_at agree on it exactly.
+NOW = datetime(2026, 11, 24, 15, 30, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def frozen(at: datetime = NOW) -> Callable[[], datetime]:
+    return lambda: at
+
+
+def make_server(
+    *,
+    clock: Callable[[], datetime] | None = None,
+    seed: int = 0,
+    page_size: int = 25,
+    shape: str = "values",
+    rates: Mapping[str, float] | None = None,
+    tokens: Mapping[str, frozenset[str] | None] | None = None,
+) -> SimulatorServer:
+    world = World(seed=seed, clock=clock or frozen(), rates=rates)
+    simulator = GraphSimulator(
+        world, page_size=page_size, shape=shape, tokens=tokens or {SECRET_TOKEN: None}
+    )
+    return SimulatorServer(simulator)
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatorServer]:
+    """The simulator on a free loopback port, frozen at NOW, accepting SECRET_TOKEN."""
+    with make_server() as server:
+        yield server
+
+
+def write_accounts(path: Path, names: Mapping[str, str] = SEED_ACCOUNTS, **extra: str) -> Path:
+    lines = []
+    for name, uid in names.items():
+        lines += [f"[accounts.{name}]", f'ig_user_id = "{uid}"']
+        if name in extra:
+            lines.append(f'token_env = "{extra[name]}"')
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def accounts_file(tmp_path: Path) -> Path:
+    return write_accounts(tmp_path / "accounts.toml")
+
+
+def env_for(server: SimulatorServer, tmp_path: Path, accounts: Path, **more: str) -> dict[str, str]:
+    """The environment of a run against `server`, storing under tmp_path/lake."""
+    return {
+        "IG_ACCESS_TOKEN": SECRET_TOKEN,
+        "IG_ACCOUNTS_FILE": str(accounts),
+        "IG_GRAPH_API_URL": server.url,
+        "STORAGE_URL": str(tmp_path / "lake"),
+        **more,
+    }
+
+
+def settings_for(server: SimulatorServer, tmp_path: Path, accounts: Path) -> Settings:
+    return load_settings(env_for(server, tmp_path, accounts))
+
+
+def run_cli(
+    args: list[str], env: Mapping[str, str], cwd: Path, *, script: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it: a subprocess with only the given settings in its environment."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("IG_", "STORAGE_"))}
+    command = script or [sys.executable, "-m", "ig_story_metrics"]
+    return subprocess.run(
+        [*command, *args],
+        env={**base, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

@@ -1,0 +1,137 @@
+"""The simulator keeps the Graph API's rules, checked with a plain HTTP client over a real socket."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from ig_story_metrics.simulator import SEED_ACCOUNTS, SimulatorServer, World
+
+from .conftest import NOW, SECRET_TOKEN
+
+AUTH = {"Authorization": f"Bearer {SECRET_TOKEN}"}
+
+
+def live_story(sim: SimulatorServer, min_reach: int = 5) -> str:
+    world = sim.simulator.world
+    return next(s.id for s in world.live_stories("NPI") if s.metrics(NOW)["reach"] >= min_reach)
+
+
+def get(sim: SimulatorServer, path: str, **params: str) -> httpx.Response:
+    return httpx.get(f"{sim.url}/v25.0/{path}", params=params, headers=AUTH)
+
+
+@pytest.mark.parametrize(
+    ("metric", "fragment"),
+    [
+        ("impressions", "impressions metric is no longer supported"),
+        ("reach,taps_forward", "taps_forward metric"),
+        ("reach,likes", "likes metric"),
+        ("reach,nonsense", "metric[1] must be one of"),
+    ],
+)
+def test_invalid_metric_fails_the_whole_call(
+    sim: SimulatorServer, metric: str, fragment: str
+) -> None:
+    """A deprecated, foreign or unknown metric fails the whole insights call with #100."""
+    response = get(sim, f"{live_story(sim)}/insights", metric=metric)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == 100
+    assert fragment in error["message"]
+
+
+def test_breakdown_only_with_its_metric(sim: SimulatorServer) -> None:
+    """A breakdown with a metric that does not support it is an error, with its own metric it works."""
+    story = live_story(sim)
+    bad = get(sim, f"{story}/insights", metric="reach", breakdown="story_navigation_action_type")
+    assert bad.status_code >= 400
+    good = get(
+        sim, f"{story}/insights", metric="navigation", breakdown="story_navigation_action_type"
+    )
+    item = good.json()["data"][0]
+    parts = item["total_value"]["breakdowns"][0]["results"]
+    assert all(r["dimension_values"][0].islower() for r in parts)
+    assert sum(r["value"] for r in parts) == item["values"][0]["value"]
+
+
+def test_not_enough_viewers(sim: SimulatorServer) -> None:
+    """A story with fewer than 5 viewers answers (#10) Not enough viewers, HTTP 400."""
+    world = sim.simulator.world
+    small = next(
+        s.id for n in SEED_ACCOUNTS for s in world.live_stories(n) if s.metrics(NOW)["reach"] < 5
+    )
+    response = get(sim, f"{small}/insights", metric="reach")
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        **response.json()["error"],
+        "code": 10,
+        "message": "(#10) Not enough viewers for the media to show insights",
+    }
+
+
+def test_tokens_are_checked(sim: SimulatorServer) -> None:
+    """No token: #104; an unknown token: #190."""
+    path = f"{sim.url}/v25.0/{SEED_ACCOUNTS['NPI']}/stories"
+    assert httpx.get(path).json()["error"]["code"] == 104
+    wrong = httpx.get(path, headers={"Authorization": "Bearer nope"})
+    assert wrong.json()["error"]["code"] == 190
+
+
+def test_batch_answers_each_operation_with_a_json_string_body(sim: SimulatorServer) -> None:
+    """A batch answers one {code, headers, body: "<json>"} per operation, in order."""
+    story = live_story(sim)
+    ops = [
+        {"method": "GET", "relative_url": f"{story}/insights?metric=reach"},
+        {"method": "GET", "relative_url": f"{story}/insights?metric=impressions"},
+    ]
+    response = httpx.post(
+        f"{sim.url}/v25.0/", data={"access_token": SECRET_TOKEN, "batch": json.dumps(ops)}
+    )
+    first, second = response.json()
+    assert first["code"] == 200
+    assert json.loads(first["body"])["data"][0]["name"] == "reach"
+    assert any(h["name"] == "X-Business-Use-Case-Usage" for h in first["headers"])
+    assert second["code"] == 400
+    assert json.loads(second["body"])["error"]["code"] == 100
+
+
+def test_batch_of_more_than_fifty_is_refused(sim: SimulatorServer) -> None:
+    """51 operations in one batch are refused as a whole."""
+    ops = [{"method": "GET", "relative_url": f"{live_story(sim)}/insights?metric=reach"}] * 51
+    response = httpx.post(
+        f"{sim.url}/v25.0/", data={"access_token": SECRET_TOKEN, "batch": json.dumps(ops)}
+    )
+    assert response.status_code == 400
+    assert "Maximum batch size is 50" in response.json()["error"]["message"]
+
+
+def test_usage_headers_are_sent(sim: SimulatorServer) -> None:
+    """Every answer carries X-Business-Use-Case-Usage keyed by the account, and X-App-Usage."""
+    response = get(sim, f"{SEED_ACCOUNTS['LT']}/stories")
+    usage = json.loads(response.headers["x-business-use-case-usage"])
+    entry = usage[SEED_ACCOUNTS["LT"]][0]
+    assert entry["type"] == "instagram"
+    assert {"call_count", "total_cputime", "total_time", "estimated_time_to_regain_access"} <= set(
+        entry
+    )
+    assert "call_count" in json.loads(response.headers["x-app-usage"])
+
+
+def test_world_is_deterministic_and_stories_live_24_hours() -> None:
+    """Same seed, same stories; a story is live for 24 hours and its metrics only grow."""
+    a, b, other = World(seed=7), World(seed=7), World(seed=8)
+    assert [s.id for s in a.live_stories("NPI", NOW)] == [s.id for s in b.live_stories("NPI", NOW)]
+    assert [s.posted_at for s in a.live_stories("NPI", NOW)] != [
+        s.posted_at for s in other.live_stories("NPI", NOW)
+    ]
+    story = a.live_stories("NPI", NOW)[-1]
+    assert story not in a.live_stories("NPI", story.posted_at + timedelta(hours=24))
+    assert story in a.live_stories("NPI", story.posted_at + timedelta(hours=23, minutes=59))
+    early = story.metrics(story.posted_at + timedelta(hours=1))
+    late = story.metrics(story.posted_at + timedelta(hours=20))
+    assert all(late[k] >= early[k] for k in early)
+    assert a.story(story.id) == story
