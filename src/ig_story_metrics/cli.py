@@ -18,11 +18,9 @@ from ig_story_metrics.report import RunReport
 from ig_story_metrics.settings import (
     Account,
     ConfigError,
-    Settings,
-    load_accounts,
     load_settings,
+    prepare_run,
     resolve_tokens,
-    select_accounts,
 )
 from ig_story_metrics.simulator import DEFAULT_TOKEN, SEED_ACCOUNTS, simulator_server
 from ig_story_metrics.storage import StorageError
@@ -52,15 +50,6 @@ def _finish(report: RunReport, as_json: bool) -> None:
     raise typer.Exit(report.exit_code)
 
 
-def _execute(settings: Settings, accounts: list[Account], as_json: bool) -> None:
-    try:
-        tokens = resolve_tokens(settings, accounts)
-        report = pipeline.run(settings, accounts, tokens)
-    except (ConfigError, StorageError) as exc:
-        raise _fail(str(exc)) from None
-    _finish(report, as_json)
-
-
 @app.command()
 def run(
     accounts: Annotated[
@@ -74,12 +63,11 @@ def run(
     Example: IG_ACCESS_TOKEN=... ig-story-metrics run NPI LT
     """
     try:
-        settings = load_settings()
-        known = load_accounts(settings.accounts_file)
-        chosen = select_accounts(known, accounts or [], all_accounts=all_accounts)
-    except ConfigError as exc:
+        config = prepare_run(accounts or [], all_accounts=all_accounts)
+        report = pipeline.run(config.settings, config.accounts, config.tokens)
+    except (ConfigError, StorageError) as exc:
         raise _fail(str(exc)) from None
-    _execute(settings, chosen, as_json)
+    _finish(report, as_json)
 
 
 @app.command()

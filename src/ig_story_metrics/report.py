@@ -10,6 +10,14 @@ from rich.console import Console
 from rich.table import Table
 
 
+class StoryProblem(BaseModel):
+    """A story whose snapshot is not `ok`, and why."""
+
+    story_id: str
+    status: str
+    error: str | None = None
+
+
 class AccountReport(BaseModel):
     """One account's part of a run."""
 
@@ -22,6 +30,12 @@ class AccountReport(BaseModel):
     stored_rows: int = 0
     files: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    problems: list[StoryProblem] = Field(default_factory=list)
+    rejected_metrics: list[str] = Field(default_factory=list)
+    http_requests: int = 0
+    retries: int = 0
+    waits: int = 0
+    wait_seconds: float = 0.0
     duration_seconds: float = 0.0
 
     @computed_field  # type: ignore[prop-decorator]

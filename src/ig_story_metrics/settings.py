@@ -166,3 +166,26 @@ def resolve_tokens(
                 "export it or put it in .env"
             )
     return tokens
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """Everything a run needs, validated: settings, the chosen accounts and their tokens."""
+
+    settings: Settings
+    accounts: list[Account]
+    tokens: dict[str, SecretStr]
+
+
+def prepare_run(
+    names: Iterable[str], *, all_accounts: bool, env: Mapping[str, str] | None = None
+) -> RunConfig:
+    """Settings, accounts file, account selection and tokens, or a `ConfigError` naming the problem.
+
+    The one path shared by the CLI and the Cloud Function.
+    """
+    settings = load_settings(env)
+    accounts = select_accounts(
+        load_accounts(settings.accounts_file), names, all_accounts=all_accounts
+    )
+    return RunConfig(settings, accounts, resolve_tokens(settings, accounts, env))
