@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from ig_story_metrics import records
-from ig_story_metrics.graph.client import GraphClient, strip_secrets
+from ig_story_metrics.graph.client import GraphClient, Session, strip_secrets
 from ig_story_metrics.graph.errors import AccountFatal, NotEnoughViewers
 from ig_story_metrics.pipeline import story_outcome
 from ig_story_metrics.simulator import SEED_ACCOUNTS, SimulatorServer, World
@@ -18,6 +18,10 @@ from .conftest import NOW, SECRET_TOKEN, frozen, make_server
 
 TOKEN = SecretStr(SECRET_TOKEN)
 NPI = SEED_ACCOUNTS["NPI"]
+
+
+def npi(token: SecretStr = TOKEN) -> Session:
+    return Session("NPI", NPI, token)
 
 
 def client_for(server: SimulatorServer) -> GraphClient:
@@ -32,7 +36,8 @@ def test_listing_follows_paging_next_across_pages() -> None:
 
         async def go() -> list[str]:
             async with client_for(server) as client:
-                listing = await client.list_stories(NPI, TOKEN)
+                session = npi()
+                listing = await client.list_stories(session)
                 assert listing.pages == -(-len(expected) // 3)
                 return [s.id for s in listing.stories]
 
@@ -46,7 +51,7 @@ def test_paging_next_token_is_stripped_before_following() -> None:
 
         async def go() -> None:
             async with client_for(server) as client:
-                await client.list_stories(NPI, TOKEN)
+                await client.list_stories(npi())
 
         asyncio.run(go())
         assert server.simulator.stats.by_route["stories"] > 2
@@ -76,11 +81,12 @@ def test_sixteen_stories_cost_two_round_trips() -> None:
 
         async def go() -> int:
             async with client_for(server) as client:
-                listing = await client.list_stories(NPI, TOKEN)
-                results = await client.fetch_insights([s.id for s in listing.stories], TOKEN)
+                session = npi()
+                listing = await client.list_stories(session)
+                results = await client.fetch_insights(session, [s.id for s in listing.stories])
                 assert len(results) == 16
                 assert all(len(calls) == 3 for calls in results.values())
-                return client.http_requests
+                return session.http_requests
 
         assert asyncio.run(go()) == 2
         assert server.simulator.stats.http_requests == 2
@@ -96,12 +102,12 @@ def test_insights_match_ground_truth_in_both_shapes() -> None:
 
         async def go() -> dict[str, list[object]]:
             async with client_for(server) as client:
-                return await client.fetch_insights([s.id for s in stories], TOKEN)  # type: ignore[return-value]
+                return await client.fetch_insights(npi(), [s.id for s in stories])  # type: ignore[return-value]
 
         results = asyncio.run(go())
         checked = 0
         for story in stories:
-            metrics, status, _ = story_outcome(results[story.id])  # type: ignore[arg-type]
+            metrics, status, _ = story_outcome(story, results[story.id], NOW)  # type: ignore[arg-type]
             truth = server.simulator.truth(story.id)
             assert truth is not None
             if truth["reach"] < 5:
@@ -135,7 +141,7 @@ def test_not_enough_viewers_is_classified_per_story() -> None:
 
         async def go() -> None:
             async with client_for(server) as client:
-                results = await client.fetch_insights([small[0].id], TOKEN)
+                results = await client.fetch_insights(npi(), [small[0].id])
                 errors = [r.error for r in results[small[0].id]]
                 assert all(isinstance(e, NotEnoughViewers) for e in errors)
 
@@ -149,7 +155,7 @@ def test_unknown_token_is_account_fatal_and_not_echoed() -> None:
         async def go() -> None:
             async with client_for(server) as client:
                 with pytest.raises(AccountFatal) as info:
-                    await client.list_stories(NPI, SecretStr("EAAwrong-token-value-123"))
+                    await client.list_stories(npi(SecretStr("EAAwrong-token-value-123")))
                 assert info.value.code == 190
                 assert "EAAwrong" not in str(info.value)
 

@@ -9,6 +9,7 @@ listed: metrics that could not be read are null, with the status saying why.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections import Counter
@@ -20,9 +21,10 @@ import httpx
 from pydantic import SecretStr
 
 from ig_story_metrics import records
-from ig_story_metrics.graph.client import CallResult, GraphClient
-from ig_story_metrics.graph.errors import GraphError, NotEnoughViewers, StorySkipped
-from ig_story_metrics.report import AccountReport, RunReport
+from ig_story_metrics.graph.client import CallResult, GraphClient, Session
+from ig_story_metrics.graph.errors import AccountFatal, GraphError, NotEnoughViewers, StoryExpired
+from ig_story_metrics.graph.throttle import Deadline, RetryPolicy
+from ig_story_metrics.report import AccountReport, RunReport, StoryProblem
 from ig_story_metrics.settings import Account, Settings
 from ig_story_metrics.storage import Storage, StorageError, open_storage
 
@@ -43,28 +45,76 @@ class RunContext:
 
 
 def story_outcome(
-    results: Sequence[CallResult],
+    story: records.Story, results: Sequence[CallResult], now: datetime
 ) -> tuple[dict[str, int | None], records.InsightsStatus, str | None]:
-    """Merge one story's insights calls into (metric values, status, error message)."""
+    """Merge one story's insights calls into (metric values, status, error message).
+
+    Null stays null: a metric that was refused, failed or came back empty is never a zero.
+    """
     metrics: dict[str, int | None] = {}
     errors: list[GraphError] = []
+    rejected: list[str] = []
+    empty = 0
     for result in results:
-        if result.error is None:
-            metrics.update(records.parse_insights(result.payload))
-        else:
+        rejected.extend(result.rejected)
+        if result.error is not None:
             errors.append(result.error)
-    skipped = next((e for e in errors if isinstance(e, StorySkipped)), None)
-    if skipped is not None:
-        if isinstance(skipped, NotEnoughViewers):
-            return {}, "not_enough_viewers", skipped.message
-        return {}, "expired", skipped.message
-    if errors:
-        message = "; ".join(dict.fromkeys(e.describe() for e in errors))
-        has_values = any(v is not None for v in metrics.values())
-        return metrics, "partial" if has_values else "error", message
-    if not any(v is not None for v in metrics.values()):
+        elif result.payload is not None:
+            values = records.parse_insights(result.payload)
+            empty += not values
+            metrics.update(values)
+    has_values = any(v is not None for v in metrics.values())
+    if any(isinstance(e, NotEnoughViewers) for e in errors):
+        return {}, "not_enough_viewers", _first(errors, NotEnoughViewers)
+    gone = any(isinstance(e, StoryExpired) for e in errors)
+    if gone or (now >= story.expires_at and (errors or not has_values)):
+        why = _first(errors, StoryExpired) or "the story expired before its insights were read"
+        return metrics, "expired", why
+    notes = [e.describe() for e in errors]
+    if rejected:
+        notes.append("metrics rejected by the Graph API: " + ", ".join(dict.fromkeys(rejected)))
+    if empty and has_values:
+        notes.append(f"{empty} insights call(s) returned no data")
+    message = "; ".join(dict.fromkeys(notes)) or None
+    if not has_values:
+        if errors or rejected:
+            return metrics, "error", message
         return metrics, "unavailable", "the Graph API returned no insights data"
-    return metrics, "ok", None
+    return metrics, ("partial" if message else "ok"), message
+
+
+def _first(errors: Sequence[GraphError], kind: type[GraphError]) -> str | None:
+    return next((e.message for e in errors if isinstance(e, kind)), None)
+
+
+_EXPIRED_ON = re.compile(r"expired on ([^.]+)", re.IGNORECASE)
+PERMISSIONS = "instagram_basic, instagram_manage_insights, pages_read_engagement, pages_show_list"
+
+
+def account_advice(account: Account, error: GraphError) -> str:
+    """A one-line, actionable message for an account the API refuses to serve."""
+    what = error.describe()
+    if error.code in (190, 102):
+        when = _EXPIRED_ON.search(error.message)
+        if error.subcode == 463 or when:
+            on = f" on {when.group(1).strip()}" if when else ""
+            return (
+                f"token for {account.name} expired{on}: create a new long-lived token and update "
+                f"{account.token_env or 'IG_ACCESS_TOKEN'} ({what})"
+            )
+        return (
+            f"token for {account.name} is invalid or revoked: log in again and create a new "
+            f"long-lived token for {account.token_env or 'IG_ACCESS_TOKEN'} ({what})"
+        )
+    if error.code == 100:
+        return (
+            f"account {account.name}: ig_user_id {account.ig_user_id} does not exist or this "
+            f"token cannot see it: check the accounts file ({what})"
+        )
+    return (
+        f"token for {account.name} lacks a permission: grant {PERMISSIONS} to the app and "
+        f"create a new token ({what})"
+    )
 
 
 async def capture_account(
@@ -73,21 +123,26 @@ async def capture_account(
     account: Account,
     token: SecretStr,
     ctx: RunContext,
+    clock: Callable[[], datetime] = utc_now,
 ) -> AccountReport:
     """List, fetch, store one account; every failure ends up in the report, never raised."""
     started = time.monotonic()
     report = AccountReport(account=account.name, ig_user_id=account.ig_user_id)
+    session = Session(account.name, account.ig_user_id, token)
     rows: list[dict[str, object]] = []
     try:
-        listing = await client.list_stories(account.ig_user_id, token)
+        listing = await client.list_stories(session)
         report.listed = len(listing.stories)
         report.warnings.extend(listing.skipped)
         stories = sorted(listing.stories, key=lambda s: s.posted_at)  # closest to expiry first
-        insights = await client.fetch_insights([s.id for s in stories], token) if stories else {}
+        insights = await client.fetch_insights(session, [s.id for s in stories]) if stories else {}
         statuses: Counter[str] = Counter()
+        now = clock()
         for story in stories:
-            metrics, status, error = story_outcome(insights.get(story.id, []))
+            metrics, status, error = story_outcome(story, insights.get(story.id, []), now)
             statuses[status] += 1
+            if status != "ok":
+                report.problems.append(StoryProblem(story_id=story.id, status=status, error=error))
             rows.append(
                 records.snapshot_row(
                     account=account.name,
@@ -102,9 +157,19 @@ async def capture_account(
                 )
             )
         report.count(statuses)
+        report.rejected_metrics = sorted(
+            {m for r in insights.values() for c in r for m in c.rejected}
+        )
+    except AccountFatal as exc:
+        report.ok = False
+        report.error = account_advice(account, exc)
     except GraphError as exc:
         report.ok = False
         report.error = f"Graph API: {exc.describe()}"
+    report.http_requests = session.http_requests
+    report.retries = session.retries
+    report.waits = session.waits
+    report.wait_seconds = round(session.wait_seconds, 3)
     if rows:
         try:
             written = await asyncio.to_thread(
@@ -140,13 +205,23 @@ async def run_async(
 
     async def one(account: Account) -> AccountReport:
         async with gate:
-            return await capture_account(client, lake, account, tokens[account.name], ctx)
+            return await capture_account(client, lake, account, tokens[account.name], ctx, clock)
 
+    policy = RetryPolicy(
+        max_attempts=settings.max_attempts,
+        base_seconds=settings.backoff_base_seconds,
+        max_seconds=settings.backoff_max_seconds,
+        pause_percent=settings.usage_pause_percent,
+    )
+    # The Graph calls get 90 % of the budget: the rest is kept for writing what was captured.
+    deadline = Deadline(settings.run_budget_seconds * 0.9)
     async with GraphClient(
         settings.graph_api_url,
         settings.graph_api_version,
         transport=transport,
         timeout=settings.request_timeout_seconds,
+        policy=policy,
+        deadline=deadline,
     ) as client:
         reports = await asyncio.gather(*(one(a) for a in accounts))
     return RunReport(

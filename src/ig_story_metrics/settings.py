@@ -57,6 +57,19 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(
         default=30.0, gt=0, validation_alias="IG_REQUEST_TIMEOUT_SECONDS"
     )
+    # Retries and throttling (graph/throttle.py): a Cloud Function has a deadline, so every wait
+    # and retry of a run fits in one time budget.
+    run_budget_seconds: float = Field(default=480.0, gt=0, validation_alias="IG_RUN_BUDGET_SECONDS")
+    max_attempts: int = Field(default=5, ge=1, le=20, validation_alias="IG_MAX_ATTEMPTS")
+    backoff_base_seconds: float = Field(
+        default=1.0, gt=0, validation_alias="IG_BACKOFF_BASE_SECONDS"
+    )
+    backoff_max_seconds: float = Field(
+        default=60.0, gt=0, validation_alias="IG_BACKOFF_MAX_SECONDS"
+    )
+    usage_pause_percent: float = Field(
+        default=80.0, gt=0, le=100, validation_alias="IG_USAGE_PAUSE_PERCENT"
+    )
 
 
 def load_settings(
