@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from ig_story_metrics.settings import Settings, load_settings
-from ig_story_metrics.simulator import SEED_ACCOUNTS, GraphSimulator, SimulatorServer, World
+from ig_story_metrics.simulator import (
+    SEED_ACCOUNTS,
+    Faults,
+    GraphSimulator,
+    SimulatorServer,
+    World,
+)
 
 # A token that looks like a real one, so a leak would be obvious in any output or file.
 SECRET_TOKEN = "EAATestSecretToken0123456789abcdefTOKENxyz"
@@ -33,10 +39,15 @@ def make_server(
     shape: str = "values",
     rates: Mapping[str, float] | None = None,
     tokens: Mapping[str, frozenset[str] | None] | None = None,
+    faults: Faults | None = None,
 ) -> SimulatorServer:
     world = World(seed=seed, clock=clock or frozen(), rates=rates)
     simulator = GraphSimulator(
-        world, page_size=page_size, shape=shape, tokens=tokens or {SECRET_TOKEN: None}
+        world,
+        page_size=page_size,
+        shape=shape,
+        tokens=tokens or {SECRET_TOKEN: None},
+        faults=faults,
     )
     return SimulatorServer(simulator)
 

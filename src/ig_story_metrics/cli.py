@@ -22,7 +22,7 @@ from ig_story_metrics.settings import (
     prepare_run,
     resolve_tokens,
 )
-from ig_story_metrics.simulator import DEFAULT_TOKEN, SEED_ACCOUNTS, simulator_server
+from ig_story_metrics.simulator import DEFAULT_TOKEN, SEED_ACCOUNTS, Faults, simulator_server
 from ig_story_metrics.storage import StorageError
 
 app = typer.Typer(
@@ -101,23 +101,90 @@ def demo(
 def simulate(
     port: Annotated[int, typer.Option(help="TCP port (0: a free one).")] = 8080,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    seed: Annotated[int, typer.Option(help="Seed of the simulated accounts.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the accounts, stories and faults.")] = 0,
     page_size: Annotated[int, typer.Option(help="Most stories per listing page.")] = 25,
+    transient_rate: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Share of calls failing with code 1 or 2 (HTTP 5xx)."),
+    ] = 0.0,
+    throttle_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of calls that start a throttling burst: #80002 with "
+            "estimated_time_to_regain_access for every call of that account during the burst.",
+        ),
+    ] = 0.0,
+    throttle_seconds: Annotated[float, typer.Option(help="Length of a throttling burst.")] = 60.0,
+    slow_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of answers delayed by --slow-seconds.")
+    ] = 0.0,
+    slow_seconds: Annotated[float, typer.Option(help="Delay of a slow answer.")] = 5.0,
+    drop_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of connections closed without answer.")
+    ] = 0.0,
+    html_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of answers replaced by an HTML 502 page.")
+    ] = 0.0,
+    null_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of batch operations left null.")
+    ] = 0.0,
+    expire_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Share of listed stories that expire before their insights."
+        ),
+    ] = 0.0,
+    usage_percent: Annotated[
+        float, typer.Option(min=0.0, max=100.0, help="Least usage percentage in usage headers.")
+    ] = 0.0,
+    expired_token: Annotated[
+        list[str] | None,
+        typer.Option(help="Account whose token has expired (#190/463); repeatable."),
+    ] = None,
+    reject_metric: Annotated[
+        list[str] | None,
+        typer.Option(help="Metric refused with #100 for every story, e.g. views; repeatable."),
+    ] = None,
 ) -> None:
-    """Serve the Graph API simulator alone, for trying the tool, dashboards or load.
+    """Serve the Graph API simulator alone, for trying the tool, dashboards, load or failures.
 
     Example: ig-story-metrics simulate --port 8080, then in another terminal
     IG_GRAPH_API_URL=http://127.0.0.1:8080 IG_ACCESS_TOKEN=sim-token
     IG_ACCOUNTS_FILE=accounts.example.toml ig-story-metrics run --all
+
+    Faults are reproducible: the same --seed gives the same failures to the same requests.
+    Example: ig-story-metrics simulate --transient-rate 0.2 --throttle-rate 0.02
+    --reject-metric views --expired-token MD
     """
+    faults = Faults(
+        seed=seed,
+        transient_rate=transient_rate,
+        throttle_rate=throttle_rate,
+        throttle_seconds=throttle_seconds,
+        slow_rate=slow_rate,
+        slow_seconds=slow_seconds,
+        drop_rate=drop_rate,
+        html_rate=html_rate,
+        null_rate=null_rate,
+        expire_rate=expire_rate,
+        usage_percent=usage_percent,
+        expired_tokens=frozenset(expired_token or ()),
+        rejected_metrics=frozenset(reject_metric or ()),
+    )
     try:
-        server = simulator_server(seed=seed, host=host, port=port, page_size=page_size)
+        server = simulator_server(
+            seed=seed, host=host, port=port, page_size=page_size, faults=faults
+        )
     except OSError as exc:
         raise _fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     console = Console()
     console.print(f"Graph API simulator on {server.url}  (token: {DEFAULT_TOKEN})", highlight=False)
     for name, uid in SEED_ACCOUNTS.items():
         console.print(f"  account {name}: ig_user_id {uid}", highlight=False)
+    if faults.any:
+        console.print(f"  faults: {faults}", highlight=False)
     console.print("Ctrl-C stops it.")
     try:
         server.serve_forever()

@@ -321,8 +321,11 @@ class GraphClient:
         while pending:
             again: list[tuple[InsightsCall, tuple[str, ...]]] = []
             delay, last_error = 0.0, None
-            ready = list(self._without_rejected(pending, results))
-            for chunk in _chunks(ready, MAX_BATCH):
+            for batch in _chunks(pending, MAX_BATCH):
+                # filtered per batch: a metric refused in the previous batch is not asked again
+                chunk = list(self._without_rejected(batch, results))
+                if not chunk:
+                    continue
                 answers = await self._batch_or_fail(session, chunk)
                 for (call, rejected), answer in zip(chunk, answers, strict=True):
                     outcome = self._settle(session, call, rejected, answer, attempts)

@@ -10,12 +10,14 @@ from collections.abc import Callable
 from datetime import datetime
 
 from ig_story_metrics.simulator.api import DEFAULT_TOKEN, GraphSimulator
+from ig_story_metrics.simulator.faults import Faults
 from ig_story_metrics.simulator.server import SimulatorServer
 from ig_story_metrics.simulator.world import SEED_ACCOUNTS, World, utc_now
 
 __all__ = [
     "DEFAULT_TOKEN",
     "SEED_ACCOUNTS",
+    "Faults",
     "GraphSimulator",
     "SimulatorServer",
     "World",
@@ -30,7 +32,9 @@ def simulator_server(
     port: int = 0,
     page_size: int = 25,
     clock: Callable[[], datetime] = utc_now,
+    faults: Faults | None = None,
 ) -> SimulatorServer:
     """A simulator on `host:port` (port 0: a free one), not yet serving."""
     world = World(seed=seed, clock=clock)
-    return SimulatorServer(GraphSimulator(world, page_size=page_size), host=host, port=port)
+    simulator = GraphSimulator(world, page_size=page_size, faults=faults)
+    return SimulatorServer(simulator, host=host, port=port)

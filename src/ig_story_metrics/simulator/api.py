@@ -22,6 +22,7 @@ import base64
 import json
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from ig_story_metrics.simulator.faults import Dice, Faults
 from ig_story_metrics.simulator.world import World
 
 DEFAULT_TOKEN = "sim-token"  # noqa: S105 - the simulator's well-known demo token, not a secret
@@ -132,6 +134,7 @@ class GraphSimulator:
         page_size: int = DEFAULT_PAGE_SIZE,
         hourly_call_budget: int = 4800,
         shape: str = "values",
+        faults: Faults | None = None,
     ) -> None:
         self.world = world or World()
         # token -> the accounts it may read (None: every account)
@@ -140,6 +143,9 @@ class GraphSimulator:
         self.hourly_call_budget = hourly_call_budget
         self.shape = shape
         self.stats = Stats()
+        self.faults = faults or Faults()
+        self.dice = Dice(self.faults)
+        self._blocked_until: dict[str, float] = {}  # account -> time.monotonic() a burst ends
         self._lock = threading.Lock()
         self._calls: Counter[tuple[str, int]] = Counter()
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = [
@@ -177,9 +183,52 @@ class GraphSimulator:
             return graph_error(
                 403, "(#10) Application does not have permission for this action", 10
             )
+        if account in self.faults.expired_tokens:
+            return graph_error(
+                400,
+                "Error validating access token: Session has expired on Tuesday, 24-Nov-26 "
+                "07:00:00 PST. The current time is Tuesday, 24-Nov-26 08:00:00 PST.",
+                190,
+                subcode=463,
+            )
         return None
 
-    def _usage(self, ig_user_id: str) -> dict[str, str]:
+    def _injected(self, request: Request, account: str, ig_user_id: str) -> Response | None:
+        """A throttling burst or a transient error, when the dice say so."""
+        key = _key(request)
+        now = time.monotonic()
+        with self._lock:
+            blocked = self._blocked_until.get(account, 0.0) - now
+        if blocked <= 0 and self.dice.roll("throttle", key, self.faults.throttle_rate):
+            blocked = self.faults.throttle_seconds
+            with self._lock:
+                self._blocked_until[account] = now + blocked
+        if blocked > 0:
+            status, _, body = graph_error(
+                400, "(#80002) There have been too many calls to this Instagram account.", 80002
+            )
+            return status, self._usage(ig_user_id, regain_seconds=blocked), body
+        if self.dice.roll("transient", key, self.faults.transient_rate):
+            if self.dice.roll("transient-kind", key, 0.5):
+                return graph_error(500, "An unknown error occurred", 1)
+            status, headers, body = graph_error(503, "Service temporarily unavailable", 2)
+            body["error"]["is_transient"] = True
+            return status, headers, body
+        return None
+
+    def transport_fault(self, request: Request) -> str | None:
+        """What the HTTP layer does instead of answering normally: drop, html, slow or None."""
+        key = _key(request)
+        for kind, rate in (
+            ("drop", self.faults.drop_rate),
+            ("html", self.faults.html_rate),
+            ("slow", self.faults.slow_rate),
+        ):
+            if self.dice.roll(kind, key, rate):
+                return kind
+        return None
+
+    def _usage(self, ig_user_id: str, regain_seconds: float = 0.0) -> dict[str, str]:
         now = self.world.clock()
         hour = int(now.timestamp() // 3600)
         with self._lock:
@@ -187,6 +236,7 @@ class GraphSimulator:
             used = self._calls[(ig_user_id, hour)]
             total = sum(n for (_, h), n in self._calls.items() if h == hour)
         percent = min(100, used * 100 // max(self.hourly_call_budget, 1))
+        percent = 100 if regain_seconds else max(percent, int(self.faults.usage_percent))
         buc = {
             ig_user_id: [
                 {
@@ -194,7 +244,7 @@ class GraphSimulator:
                     "call_count": percent,
                     "total_cputime": max(percent // 3, 0),
                     "total_time": max(percent // 2, 0),
-                    "estimated_time_to_regain_access": 0,
+                    "estimated_time_to_regain_access": round(regain_seconds / 60, 4),
                 }
             ]
         }
@@ -231,6 +281,9 @@ class GraphSimulator:
                 kind="GraphMethodException",
             )
         self._count("stories", account)
+        injected = self._injected(request, account, ig_user_id)
+        if injected:
+            return injected
         headers = self._usage(ig_user_id)
         try:
             limit = max(1, min(int(request.query.get("limit", DEFAULT_PAGE_SIZE)), 100))
@@ -272,7 +325,20 @@ class GraphSimulator:
                 kind="GraphMethodException",
             )
         self._count("insights", story.account)
+        injected = self._injected(request, story.account, story.ig_user_id)
+        if injected:
+            return injected
         headers = self._usage(story.ig_user_id)
+        if self.dice.roll("expire", story.id, self.faults.expire_rate, repeat=False):
+            status, _, body = graph_error(
+                400,
+                f"Unsupported get request. Object with ID '{story.id}' does not exist, cannot be "
+                "loaded due to missing permissions, or does not support this operation.",
+                100,
+                subcode=33,
+                kind="GraphMethodException",
+            )
+            return status, headers, body
         metrics = [m for m in request.query.get("metric", "").split(",") if m]
         invalid = self._validate(metrics, request.query.get("breakdown"))
         if invalid:
@@ -291,6 +357,13 @@ class GraphSimulator:
         if not metrics:
             return graph_error(400, "(#100) The parameter metric is required", 100)
         for i, name in enumerate(metrics):
+            if name in self.faults.rejected_metrics:
+                return graph_error(
+                    400,
+                    f"(#100) The Media Insights API does not support the {name} metric for this "
+                    "media product type.",
+                    100,
+                )
             if name in DEPRECATED:
                 return graph_error(400, DEPRECATED[name], 100)
             if name in NOT_FOR_STORIES:
@@ -363,9 +436,18 @@ class GraphSimulator:
             self.stats.batches += 1
             self.stats.operations += len(ops)
         include_headers = request.form.get("include_headers", "true") != "false"
-        return 200, {}, [self._operation(request, op, include_headers) for op in ops]
+        answers = [self._operation(request, op, include_headers) for op in ops]
+        return (
+            200,
+            {},
+            [
+                None if self.dice.roll("null", json.dumps(op), self.faults.null_rate) else answer
+                for op, answer in zip(ops, answers, strict=True)
+            ],
+        )
 
     def _operation(self, outer: Request, op: object, include_headers: bool) -> dict[str, Any]:
+        """One batch operation, answered through the same routes as a plain request."""
         if not isinstance(op, dict) or not isinstance(op.get("relative_url"), str):
             status, headers, body = graph_error(400, "(#100) Missing relative_url", 100)
         else:
@@ -400,6 +482,13 @@ class GraphSimulator:
         """The metric columns a perfect client would store for this story at `at` (default now)."""
         story = self.world.story(story_id)
         return None if story is None else story.metrics(at or self.world.clock())
+
+
+def _key(request: Request) -> str:
+    """A request's identity for the dice: method, path, query and form, without credentials."""
+    query = sorted((k, v) for k, v in request.query.items() if k != "access_token")
+    form = sorted((k, v) for k, v in request.form.items() if k != "access_token")
+    return json.dumps([request.method, request.path, query, form])
 
 
 def _cursor(offset: int) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import parse_qsl, urlsplit
@@ -45,8 +46,24 @@ class _Handler(BaseHTTPRequestHandler):
             form=form,
             headers={k.lower(): v for k, v in self.headers.items()},
         )
+        fault = self.server.simulator.transport_fault(request)
+        if fault == "drop":  # close the connection without a word
+            self.close_connection = True
+            return
+        if fault == "slow":
+            time.sleep(self.server.simulator.faults.slow_seconds)
+        if fault == "html":
+            self._reply_raw(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
+            return
         status, headers, body = self.server.simulator.handle(request)
         self._reply(status, headers, body)
+
+    def _reply_raw(self, status: int, payload: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
 
     def _reply(self, status: int, headers: dict[str, str], body: object) -> None:
         payload = json.dumps(body, ensure_ascii=False).encode()
