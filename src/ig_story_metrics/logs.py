@@ -248,9 +248,9 @@ def log_report(report: RunReport, logger: logging.Logger | None = None) -> None:
     }
     wait_seconds = round(sum(a.wait_seconds for a in report.accounts), 3)
     outcome = (
-        f"{len(report.accounts)} accounts ok"
+        f"{len(report.accounts)}/{len(report.accounts)} accounts ok"
         if not failed
-        else f"{len(failed)} of {len(report.accounts)} accounts FAILED ({', '.join(failed)})"
+        else f"{len(failed)}/{len(report.accounts)} accounts FAILED ({', '.join(failed)})"
     )
     log.log(
         logging.INFO if report.ok else logging.ERROR,
@@ -277,7 +277,7 @@ def log_report(report: RunReport, logger: logging.Logger | None = None) -> None:
             "accounts": [a.account for a in report.accounts],
             "failed_accounts": failed,
             **totals,
-            "files": sum(len(a.files) for a in report.accounts),
+            "files_written": sum(len(a.files) for a in report.accounts),
             "wait_seconds": wait_seconds,
             "duration_seconds": report.duration_seconds,
         },
