@@ -26,6 +26,11 @@ is a complete report) is told apart from 500 (the function itself could not run)
 at the status says whether there is a report to read. A retry re-runs every requested account:
 the accounts that succeeded get one more snapshot, which the daily files keep as history.
 
+Logs (JSON lines on stdout, see `ig_story_metrics.logs`): the run's entries from `log_report()`;
+a refused request is a WARNING (`event` `bad_request`) when it is the caller's mistake and an ERROR
+(`config_error`) when it is the deployment's; an unexpected error is an ERROR (`crash`) with its
+traceback in `stack_trace`.
+
 Works from a checkout (`src/` is put on `sys.path` when `ig_story_metrics` is not importable) and
 deployed (deploy.sh copies the package next to this file). No answer and no log line carries a token.
 """

@@ -169,10 +169,15 @@ def simulator() -> Iterator[SimulatorServer]:
 def function(
     simulator: SimulatorServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Function]:
-    """One function server for the module: the five seed accounts, all accepted by the simulator."""
+    """One function server for the module: the five seed accounts, all accepted by the simulator.
+
+    LOG_EXECUTION_ID=true as in Cloud Functions: Functions Framework then installs its own root
+    handler and wraps stdout per request, which the function's logging must cooperate with.
+    """
     workdir = tmp_path_factory.mktemp("function")
     accounts = write_accounts(workdir / "accounts.toml")
-    with serve_function(env_for(simulator, workdir, accounts), workdir) as fn:
+    env = env_for(simulator, workdir, accounts, LOG_EXECUTION_ID="true")
+    with serve_function(env, workdir) as fn:
         yield fn
 
 
@@ -274,8 +279,10 @@ def test_only_post_runs(function: Function, method: str) -> None:
 
 
 def test_logs_are_json_lines_with_a_run_summary(function: Function) -> None:
-    """stdout is JSON lines: a run gets one INFO summary with its counts, a bad body a WARNING."""
-    report = function.post(b'{"accounts": ["RE"]}').json()
+    """stdout is JSON lines: a run gets one INFO summary with its counts, a bad body a WARNING;
+    each entry once, labelled with the request's execution id."""
+    headers = {"Function-Execution-Id": "exec-RE-0001"}
+    report = function.post(b'{"accounts": ["RE"]}', headers=headers).json()
     function.post(b'{"accounts": ["NOPE"]}')
     entries = function.entries()
     assert all({"severity", "message", "time"} <= set(e) for e in entries)
@@ -288,6 +295,9 @@ def test_logs_are_json_lines_with_a_run_summary(function: Function) -> None:
     assert summary["accounts"] == ["RE"]
     assert summary["listed"] == report["accounts"][0]["listed"] > 0
     assert summary["stored_rows"] == report["accounts"][0]["stored_rows"]
+    assert summary["logging.googleapis.com/labels"] == {"execution_id": "exec-RE-0001"}
+    # only our handler writes: Functions Framework's own would repeat each entry on stderr
+    assert report["run_id"] not in function.stderr.read_text(encoding="utf-8")
     per_account = [
         e for e in entries if e.get("event") == "account" and e["run_id"] == report["run_id"]
     ]
