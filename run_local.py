@@ -9,6 +9,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
 from ig_story_metrics.cli import app
+from ig_story_metrics.logs import configure
 
 if __name__ == "__main__":
+    configure(stream=sys.stderr)
     app(args=["run", *sys.argv[1:]], prog_name="run_local.py")

@@ -13,7 +13,7 @@ import typer
 from pydantic import SecretStr
 from rich.console import Console
 
-from ig_story_metrics import pipeline
+from ig_story_metrics import logs, pipeline
 from ig_story_metrics.report import RunReport
 from ig_story_metrics.settings import (
     Account,
@@ -43,6 +43,7 @@ def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 
 def _finish(report: RunReport, as_json: bool) -> None:
+    logs.log_report(report)
     if as_json:
         sys.stdout.write(report.to_json() + "\n")
     else:
@@ -64,6 +65,7 @@ def run(
     """
     try:
         config = prepare_run(accounts or [], all_accounts=all_accounts)
+        logs.register_secrets(t.get_secret_value() for t in config.tokens.values())
         report = pipeline.run(config.settings, config.accounts, config.tokens)
     except (ConfigError, StorageError) as exc:
         raise _fail(str(exc)) from None
@@ -193,5 +195,6 @@ def simulate(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. Logs go to stderr: stdout carries the table or the JSON report."""
+    logs.configure(stream=sys.stderr)
     app()
