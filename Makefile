@@ -35,7 +35,7 @@ pytest: $(VENV)/.installed-dev
 test: lint typecheck pytest
 
 bench: $(VENV)/.installed-dev
-	$(BIN)/python bench/run.py
+	find bench -name 'bench_*.py' -print -exec $(BIN)/python {} \;
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
