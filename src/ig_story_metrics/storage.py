@@ -269,9 +269,19 @@ class GcsBackend:
         from google.api_core.exceptions import NotFound  # noqa: PLC0415 - only when GCS is used
 
         blob = self._blob(key, "read")
-        try:
+
+        def download() -> bytes:
             # One request: the bytes and the generation they belong to (x-goog-generation header).
-            data = blob.download_as_bytes(retry=self._retry(), timeout=self.request_timeout)
+            # Retried here rather than inside the client, which drops the streamed answer of a
+            # failed attempt without closing it (its socket stays open until garbage collection).
+            try:
+                return bytes(blob.download_as_bytes(retry=None, timeout=self.request_timeout))
+            except Exception as exc:
+                _release(exc)
+                raise
+
+        try:
+            data = self._retry()(download)()
         except NotFound:
             return None, 0  # no file yet today (a missing bucket shows up on the write)
         except Exception as exc:
@@ -279,7 +289,7 @@ class GcsBackend:
         generation = blob.generation
         if not generation:
             raise StorageError(f"cannot read {self.url(key)}: GCS answered without a generation")
-        return bytes(data), int(generation)
+        return data, int(generation)
 
     def write(self, key: str, data: bytes, *, if_generation: int) -> None:
         from google.api_core.exceptions import PreconditionFailed  # noqa: PLC0415
@@ -294,9 +304,11 @@ class GcsBackend:
                 retry=self._retry(),  # safe: the upload always carries the generation precondition
                 timeout=self.request_timeout,
             )
-        except PreconditionFailed:
+        except PreconditionFailed as exc:
+            _release(exc)
             raise ConflictError(f"{self.url(key)} changed while it was being merged") from None
         except Exception as exc:
+            _release(exc)
             raise StorageError(self._describe("write", key, exc)) from None
 
     def locked(self, key: str) -> contextlib.AbstractContextManager[None]:
@@ -307,6 +319,16 @@ class GcsBackend:
         return f"cannot {action} {self.url(key)}: {_explain_gcs_error(exc, self, action)}"
 
 
+def _release(exc: BaseException) -> None:
+    """Give the connection of an error answer back: downloads are streamed, and an unread error
+    body would otherwise keep its socket open until garbage collection."""
+    for error in (exc, getattr(exc, "cause", None)):
+        response = getattr(error, "response", None)
+        if response is not None and hasattr(response, "close"):
+            with contextlib.suppress(Exception):
+                response.close()
+
+
 def _make_client() -> Any:
     from google.cloud import storage as gcs  # noqa: PLC0415 - keeps local-only runs light
 
@@ -315,8 +337,15 @@ def _make_client() -> Any:
 
         project = os.environ.get("GOOGLE_CLOUD_PROJECT") or "test"
         credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
-        return gcs.Client(project=project, credentials=credentials)
-    return gcs.Client()
+        client = gcs.Client(project=project, credentials=credentials)
+    else:
+        client = gcs.Client()
+    # google-cloud-storage >= 3.x fetches bucket metadata for telemetry in background threads
+    # (GET /b/{bucket} on first use and after every 404). We only touch objects: those calls
+    # would need storage.buckets.get, and they outlive close() with open sockets. Turn them off.
+    if getattr(client, "_bucket_metadata_cache", None) is not None:
+        client._bucket_metadata_cache = None
+    return client
 
 
 def _explain_gcs_error(exc: BaseException, backend: GcsBackend, action: str) -> str:

@@ -1,0 +1,266 @@
+"""The GCS backend against a real GCS JSON API over HTTP (fake-gcs-server), with the official client.
+
+A fault-injecting proxy in front of the emulator shows what happens on 5xx, 429, 403, lost answers
+and outages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from google.api_core.exceptions import PreconditionFailed
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage as gcs
+
+from ig_story_metrics import records
+from ig_story_metrics import storage as storage_module
+from ig_story_metrics.storage import (
+    ConflictError,
+    GcsBackend,
+    Storage,
+    StorageError,
+    open_storage,
+    parquet_key,
+)
+from tests.storage.conftest import Emulator, FaultProxy, free_port
+from tests.storage.writer import ACCOUNT, DAY, ROWS, snapshot_frame
+
+KEY = parquet_key(ACCOUNT, DAY)
+
+
+@pytest.fixture
+def client(bucket: str) -> Iterator[Any]:
+    """A plain google-cloud-storage client on the emulator (what a reader of the lake would use)."""
+    c = gcs.Client(project="test", credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+    with contextlib.closing(c):
+        yield c
+
+
+@pytest.fixture
+def lake(bucket: str) -> Iterator[Storage]:
+    """The lake in the test bucket under a prefix, opened the way the pipeline opens it."""
+    with open_storage(f"gs://{bucket}/bronze") as storage:
+        yield storage
+
+
+def test_emulator_rejects_a_stale_if_generation_match(client: Any, bucket: str) -> None:
+    """The emulator enforces ifGenerationMatch on single-request uploads (so races are real)."""
+    blob = client.bucket(bucket).blob("probe.bin")
+    blob.upload_from_string(b"one", if_generation_match=0)
+    first = blob.generation
+    with pytest.raises(PreconditionFailed):
+        client.bucket(bucket).blob("probe.bin").upload_from_string(b"x", if_generation_match=0)
+    client.bucket(bucket).blob("probe.bin").upload_from_string(b"two", if_generation_match=first)
+    with pytest.raises(PreconditionFailed):
+        client.bucket(bucket).blob("probe.bin").upload_from_string(
+            b"three", if_generation_match=first
+        )
+    assert client.bucket(bucket).blob("probe.bin").download_as_bytes() == b"two"
+
+
+def test_backend_turns_a_lost_race_into_a_conflict(lake: Storage) -> None:
+    """GcsBackend.write with an outdated generation raises ConflictError and changes nothing."""
+    backend = lake.backend
+    backend.write("k.bin", b"one", if_generation=0)
+    data, first = backend.read("k.bin")
+    assert data == b"one"
+    assert first > 0
+    backend.write("k.bin", b"two", if_generation=first)
+    with pytest.raises(ConflictError):
+        backend.write("k.bin", b"three", if_generation=first)
+    with pytest.raises(ConflictError):
+        backend.write("k.bin", b"three", if_generation=0)
+    assert backend.read("k.bin")[0] == b"two"
+    assert backend.read("absent.bin") == (None, 0)
+
+
+def test_gcs_holds_the_same_layout_and_bytes_as_a_local_folder(
+    lake: Storage, client: Any, bucket: str, tmp_path: Path
+) -> None:
+    """The same appends give the same object names (under the prefix) and schema bytes as local."""
+    local = open_storage(str(tmp_path))
+    for run in ("run-a", "run-b"):
+        for target in (lake, local):
+            target.append(ACCOUNT, DAY, snapshot_frame(run))
+            target.append("LT", DAY, snapshot_frame(run, account="LT"))
+    names = sorted(b.name for b in client.list_blobs(bucket))
+    files = sorted(
+        str(p.relative_to(tmp_path))
+        for p in tmp_path.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    )
+    assert names == [f"bronze/{f}" for f in files]
+    for name in files:
+        remote = client.bucket(bucket).blob(f"bronze/{name}").download_as_bytes()
+        if name.endswith(".json"):
+            assert remote == (tmp_path / name).read_bytes()
+        else:
+            assert pl.read_parquet(remote).equals(pl.read_parquet(tmp_path / name))
+    blob = client.bucket(bucket).get_blob(f"bronze/{KEY}")
+    assert blob.content_type == "application/vnd.apache.parquet"
+
+
+def test_gcs_keeps_history_and_a_retried_run_does_not_duplicate(lake: Storage) -> None:
+    """Runs add up in the object; the same run_id again replaces its rows (idempotent retry)."""
+    lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
+    lake.append(ACCOUNT, DAY, snapshot_frame("run-b"))
+    result = lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
+    stored = lake.read(ACCOUNT, DAY)
+    assert result.rows_total == stored.height == 2 * ROWS
+    assert sorted(stored.get_column("run_id").unique().to_list()) == ["run-a", "run-b"]
+    assert not stored.select("run_id", "story_id").is_duplicated().any()
+    assert stored.schema == records.POLARS_SCHEMA
+
+
+def test_uploads_are_single_request_conditional_uploads(proxy: FaultProxy, bucket: str) -> None:
+    """Every upload is one multipart request carrying ifGenerationMatch; none is resumable."""
+    with open_storage(f"gs://{bucket}") as lake:
+        lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
+        lake.append(ACCOUNT, DAY, snapshot_frame("run-b"))
+    uploads = [path for method, path in proxy.requests if method == "POST"]
+    assert uploads, proxy.requests
+    assert all("uploadType=multipart" in p and "ifGenerationMatch=" in p for p in uploads)
+    assert not any("resumable" in p for _, p in proxy.requests)
+    assert any("ifGenerationMatch=0" in p for p in uploads)  # the first write of the day
+    assert any("ifGenerationMatch=0" not in p for p in uploads)  # then the read generation
+    # Only objects are touched (no bucket metadata calls): object permissions are enough.
+    objects = (f"/download/storage/v1/b/{bucket}/o/", f"/upload/storage/v1/b/{bucket}/o?")
+    assert all(p.startswith(objects) for _, p in proxy.requests), proxy.requests
+
+
+def test_transient_errors_are_retried_with_backoff(proxy: FaultProxy, bucket: str) -> None:
+    """503 and 429 answers on reads and uploads are retried; the run is stored exactly once."""
+    proxy.fail("GET", "status", times=1, status=429)
+    proxy.fail("POST", "status", times=2, status=503)
+    proxy.fail("POST", "drop_before", times=1)  # a connection reset before the server saw it
+    with open_storage(f"gs://{bucket}") as lake:
+        result = lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
+        assert result.rows_total == ROWS
+        assert lake.read(ACCOUNT, DAY).height == ROWS
+    assert all(rule.times == 0 for rule in proxy.rules)
+
+
+def test_an_upload_whose_answer_was_lost_is_not_stored_twice(
+    proxy: FaultProxy, bucket: str
+) -> None:
+    """The upload lands but its answer is lost: the retry gets 412, the merge replaces the run's
+    own rows, so the object holds both runs once each."""
+    with open_storage(f"gs://{bucket}") as lake:
+        lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
+        proxy.requests.clear()
+        proxy.fail("POST", "drop_after", times=1)
+        lake.append(ACCOUNT, DAY, snapshot_frame("run-b"))
+        stored = lake.read(ACCOUNT, DAY)
+    assert stored.height == 2 * ROWS
+    assert not stored.select("run_id", "story_id").is_duplicated().any()
+    # landed-but-unanswered, retried -> 412, re-read, merged, uploaded again (schema unchanged)
+    assert [m for m, _ in proxy.requests].count("POST") == 3, proxy.requests
+
+
+def test_a_persistent_outage_gives_up_in_bounded_time(proxy: FaultProxy, bucket: str) -> None:
+    """Answers that stay 503 end in a one-line StorageError after the retry budget, not a hang."""
+    proxy.fail("GET", "status", times=-1, status=503)
+    started = time.monotonic()
+    with Storage(GcsBackend(bucket, retry_seconds=1.5)) as lake, pytest.raises(StorageError) as err:
+        lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
+    assert time.monotonic() - started < 10
+    message = str(err.value)
+    assert f"gs://{bucket}/{KEY}" in message
+    assert "gave up after retrying" in message
+    assert "503" in message
+    assert "\n" not in message
+
+
+def test_an_unreachable_endpoint_gives_up_in_bounded_time(
+    bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connection refused on every attempt: StorageError naming the object within the budget."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
+    started = time.monotonic()
+    with Storage(GcsBackend(bucket, retry_seconds=1.0)) as lake, pytest.raises(StorageError) as err:
+        lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
+    assert time.monotonic() - started < 10
+    assert f"gs://{bucket}/{KEY}" in str(err.value)
+    assert "ConnectionError" in str(err.value)
+
+
+def test_a_missing_bucket_is_a_clear_error_naming_bucket_and_object(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing to a bucket that does not exist: one line naming the bucket and the object."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
+    with open_storage("gs://missing-bucket") as lake, pytest.raises(StorageError) as err:
+        lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
+    assert str(err.value) == (
+        f"cannot write gs://missing-bucket/{KEY}: bucket 'missing-bucket' does not exist (404)"
+    )
+
+
+def test_permission_denied_is_a_clear_error_and_not_retried(proxy: FaultProxy, bucket: str) -> None:
+    """A 403 on upload fails at once with the object, the status and the role to grant."""
+    proxy.fail("POST", "status", times=-1, status=403)
+    with open_storage(f"gs://{bucket}") as lake, pytest.raises(StorageError) as err:
+        lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
+    message = str(err.value)
+    assert message.startswith(f"cannot write gs://{bucket}/{KEY}: permission denied (403)")
+    assert "roles/storage.objectUser" in message
+    assert len([m for m, _ in proxy.requests if m == "POST"]) == 1
+
+
+def test_a_corrupt_object_is_an_error_and_is_left_untouched(lake: Storage, client: Any) -> None:
+    """An object that is not Parquet is never replaced: StorageError, same generation after."""
+    backend = lake.backend
+    assert isinstance(backend, GcsBackend)
+    blob = client.bucket(backend.bucket).blob(backend.object_name(KEY))
+    blob.upload_from_string(b"PAR1 this is not parquet", if_generation_match=0)
+    with pytest.raises(StorageError) as err:
+        lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
+    assert backend.url(KEY) in str(err.value)
+    after = client.bucket(backend.bucket).get_blob(backend.object_name(KEY))
+    assert after.generation == blob.generation
+
+
+def test_the_client_is_created_lazily_and_once_per_storage(
+    bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No client before the first use; one client for every later read and write."""
+    made: list[Any] = []
+    real = storage_module._make_client
+
+    def counting() -> Any:
+        made.append(real())
+        return made[-1]
+
+    monkeypatch.setattr(storage_module, "_make_client", counting)
+    with open_storage(f"gs://{bucket}") as lake:
+        assert made == []
+        lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
+        lake.append("LT", DAY, snapshot_frame("run-a", account="LT"))
+        lake.read(ACCOUNT, DAY)
+        assert len(made) == 1
+
+
+def test_the_emulator_needs_no_credentials(bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With STORAGE_EMULATOR_HOST set, bogus ADC settings are ignored (anonymous client)."""
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/credentials.json")
+    with open_storage(f"gs://{bucket}") as lake:
+        assert lake.append(ACCOUNT, DAY, snapshot_frame("run-a")).rows_total == ROWS
+
+
+def test_missing_credentials_without_the_emulator_are_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Real GCS without usable credentials: StorageError naming the object and what to set."""
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/credentials.json")
+    with open_storage("gs://chapala-bronze-bucket") as lake, pytest.raises(StorageError) as err:
+        lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
+    message = str(err.value)
+    assert message.startswith(f"cannot read gs://chapala-bronze-bucket/{KEY}: ")
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in message
