@@ -200,3 +200,18 @@ def test_storage_is_a_context_manager_that_closes_its_backend(tmp_path: Path) ->
     with Storage(Spy(tmp_path)) as storage:
         storage.append(ACCOUNT, DAY, snapshot_frame("run-a"))
     assert closed == [True]
+
+
+def test_the_documented_polars_glob_reads_the_whole_local_lake(tmp_path: Path) -> None:
+    """docs/storage.md's `pl.scan_parquet(".../Instagram/*/insights/stories/*/*.parquet")` reads
+    every account and day, and nothing else (lock and temp files are not picked up)."""
+    storage = open_storage(str(tmp_path))
+    storage.append("NPI", DAY, snapshot_frame("run-a"))
+    storage.append("NPI", DAY, snapshot_frame("run-b"))
+    storage.append("LT", date(2026, 11, 25), snapshot_frame("run-c", account="LT"))
+    assert list(tmp_path.rglob(".*.lock"))
+    lake = pl.scan_parquet(f"{tmp_path}/Instagram/*/insights/stories/*/*.parquet").collect()
+    assert lake.height == 3 * ROWS
+    assert lake.schema == records.POLARS_SCHEMA
+    latest = lake.sort("fetched_at").group_by("account", "story_id").last()
+    assert latest.height == 2 * ROWS
