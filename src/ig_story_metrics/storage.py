@@ -163,7 +163,7 @@ class LocalBackend:
             lock_path.parent.mkdir(parents=True, exist_ok=True)
             handle = lock_path.open("a+b")
         except OSError as exc:
-            raise StorageError(f"cannot lock {path}: {exc.strerror or exc}") from None
+            raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
         with handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
@@ -504,7 +504,8 @@ def open_storage(url: str) -> Storage:
         bucket, _, prefix = url.removeprefix("gs://").partition("/")
         if not _BUCKET_NAME.fullmatch(bucket):
             raise StorageError(
-                f"STORAGE_URL {url!r} does not name a valid bucket: use gs://bucket[/prefix]"
+                f"STORAGE_URL {url!r} does not name a valid bucket: use gs://BUCKET or "
+                "gs://BUCKET/PREFIX"
             )
         return Storage(GcsBackend(bucket, prefix))
     if url.startswith("file://"):

@@ -4,6 +4,7 @@ storage failure reported as the account's failure with its rows counted as not s
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -92,3 +93,28 @@ def test_a_missing_bucket_fails_the_account_with_its_rows_not_stored(
     )
     assert npi["stored_rows"] == 0
     assert npi["files"] == []
+
+
+def test_a_malformed_gs_url_is_a_usage_error(tmp_path: Path) -> None:
+    """`STORAGE_URL=gs://` (no bucket): exit 2 with a one-line message, before any Graph call."""
+    accounts = tmp_path / "accounts.toml"
+    accounts.write_text('[accounts.NPI]\nig_user_id = "17841400000000001"\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IG_", "STORAGE_"))}
+    env.update(
+        IG_GRAPH_API_URL="http://127.0.0.1:9",  # never reached
+        IG_ACCESS_TOKEN=DEFAULT_TOKEN,
+        IG_ACCOUNTS_FILE=str(accounts),
+        STORAGE_URL="gs://",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "ig_story_metrics", "run", "NPI"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "STORAGE_URL 'gs://' does not name a valid bucket" in done.stderr
