@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -264,3 +265,33 @@ def test_missing_credentials_without_the_emulator_are_a_clear_error(
     message = str(err.value)
     assert message.startswith(f"cannot read gs://chapala-bronze-bucket/{KEY}: ")
     assert "GOOGLE_APPLICATION_CREDENTIALS" in message
+
+
+def test_threads_share_one_client_and_lose_nothing(
+    bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in the pipeline (accounts in worker threads): 8 threads appending runs of 4 accounts,
+    two threads per account file, through one Storage: every run stored once, one client."""
+    made: list[Any] = []
+    real = storage_module._make_client
+
+    def counting() -> Any:
+        made.append(real())
+        return made[-1]
+
+    monkeypatch.setattr(storage_module, "_make_client", counting)
+    accounts = ("NPI", "LT", "MD", "RE")
+    jobs = [(a, f"{a}-t{t}-run{r}") for a in accounts for t in range(2) for r in range(3)]
+    with open_storage(f"gs://{bucket}") as lake, ThreadPoolExecutor(max_workers=8) as pool:
+        list(
+            pool.map(
+                lambda job: lake.append(job[0], DAY, snapshot_frame(job[1], account=job[0])), jobs
+            )
+        )
+        for account in accounts:
+            stored = lake.read(account, DAY)
+            assert sorted(stored.get_column("run_id").unique().to_list()) == sorted(
+                run for a, run in jobs if a == account
+            )
+            assert stored.height == 6 * ROWS
+    assert len(made) == 1
