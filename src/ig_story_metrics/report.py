@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, computed_field
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -92,7 +93,7 @@ class RunReport(BaseModel):
             table.add_column(name, justify="left" if name == "account" else "right")
         table.add_column("status")
         for a in self.accounts:
-            status = "[green]ok[/green]" if a.ok else f"[red]FAILED[/red] {a.error or ''}"
+            status = "[green]ok[/green]" if a.ok else f"[red]FAILED[/red] {escape(a.error or '')}"
             table.add_row(
                 a.account,
                 str(a.listed),
@@ -112,4 +113,6 @@ class RunReport(BaseModel):
             console.print("wrote no files (no live stories)")
         for a in self.accounts:
             for warning in a.warnings:
-                console.print(f"[yellow]warning[/yellow] {a.account}: {warning}", highlight=False)
+                console.print(
+                    f"[yellow]warning[/yellow] {a.account}: {escape(warning)}", highlight=False
+                )
