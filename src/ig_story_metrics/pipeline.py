@@ -215,15 +215,19 @@ async def run_async(
     )
     # The Graph calls get 90 % of the budget: the rest is kept for writing what was captured.
     deadline = Deadline(settings.run_budget_seconds * 0.9)
-    async with GraphClient(
-        settings.graph_api_url,
-        settings.graph_api_version,
-        transport=transport,
-        timeout=settings.request_timeout_seconds,
-        policy=policy,
-        deadline=deadline,
-    ) as client:
-        reports = await asyncio.gather(*(one(a) for a in accounts))
+    try:
+        async with GraphClient(
+            settings.graph_api_url,
+            settings.graph_api_version,
+            transport=transport,
+            timeout=settings.request_timeout_seconds,
+            policy=policy,
+            deadline=deadline,
+        ) as client:
+            reports = await asyncio.gather(*(one(a) for a in accounts))
+    finally:
+        if storage is None:  # opened here, so closed here (the GCS client holds connections)
+            lake.close()
     return RunReport(
         run_id=ctx.run_id,
         fetched_at=fetched_at,
