@@ -92,19 +92,13 @@ class ThrottledError(GraphError):
 class StorySkipped(GraphError):
     """The story has no insights to give right now; not a failure of the run."""
 
-    status = "error"
-
 
 class NotEnoughViewers(StorySkipped):
     """Fewer than five viewers: Meta withholds every metric of the story."""
 
-    status = "not_enough_viewers"
-
 
 class StoryExpired(StorySkipped):
     """The story left its 24-hour window (or was deleted) after it was listed."""
-
-    status = "expired"
 
 
 class MetricRejected(GraphError):
