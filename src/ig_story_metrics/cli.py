@@ -7,6 +7,7 @@ Exit codes: 0 every account captured, 1 at least one account failed (the others 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -19,6 +20,7 @@ from ig_story_metrics.report import RunReport
 from ig_story_metrics.settings import (
     Account,
     ConfigError,
+    RunConfig,
     load_settings,
     prepare_run,
     resolve_tokens,
@@ -45,6 +47,16 @@ def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _capture(config: Callable[[], RunConfig]) -> RunReport:
+    """Build the run's configuration and run it; library errors become one-line exits (2)."""
+    try:
+        run_config = config()
+        logs.register_secrets(t.get_secret_value() for t in run_config.tokens.values())
+        return pipeline.run(run_config.settings, run_config.accounts, run_config.tokens)
+    except (ConfigError, StorageError) as exc:
+        raise _fail(str(exc)) from None
+
+
 def _finish(report: RunReport, as_json: bool) -> None:
     logs.log_report(report)
     if as_json:
@@ -66,13 +78,7 @@ def run(
 
     Example: IG_ACCESS_TOKEN=... ig-story-metrics run NPI LT
     """
-    try:
-        config = prepare_run(accounts or [], all_accounts=all_accounts)
-        logs.register_secrets(t.get_secret_value() for t in config.tokens.values())
-        report = pipeline.run(config.settings, config.accounts, config.tokens)
-    except (ConfigError, StorageError) as exc:
-        raise _fail(str(exc)) from None
-    _finish(report, as_json)
+    _finish(_capture(lambda: prepare_run(accounts or [], all_accounts=all_accounts)), as_json)
 
 
 @app.command()
@@ -84,21 +90,18 @@ def demo(
 
     Example: ig-story-metrics demo
     """
-    try:
-        base = load_settings()
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
     accounts = [Account(name, uid) for name, uid in SEED_ACCOUNTS.items()]
     with simulator_server(seed=seed) as server:
         if not as_json:
             Console().print(f"Graph API simulator on {server.url} (seed {seed})", highlight=False)
-        settings = base.model_copy(
-            update={"graph_api_url": server.url, "access_token": SecretStr(DEFAULT_TOKEN)}
-        )
-        try:
-            report = pipeline.run(settings, accounts, resolve_tokens(settings, accounts, env={}))
-        except (ConfigError, StorageError) as exc:
-            raise _fail(str(exc)) from None
+
+        def config() -> RunConfig:
+            settings = load_settings().model_copy(
+                update={"graph_api_url": server.url, "access_token": SecretStr(DEFAULT_TOKEN)}
+            )
+            return RunConfig(settings, accounts, resolve_tokens(settings, accounts, env={}))
+
+        report = _capture(config)
     _finish(report, as_json)
 
 
