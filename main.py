@@ -1,194 +1,20 @@
-"""Cloud Function entry point `fetch_story_metrics` (2nd gen, HTTP, Functions Framework).
+"""The Cloud Functions, as the platform finds them: `main.py` at the root of the deployed source.
 
-A thin shim over the library, like the CLI: `prepare_run()` then `pipeline.run()`, the run report
-as the answer, `logs.log_report()` for Cloud Logging.
-
-Request: `POST` with the body `{"accounts": ["NPI", "LT"]}` for some accounts, or an empty body or
-`{}` for every account in the accounts file (Cloud Scheduler sends `{}`).
-
-Answer (always `application/json`): the run report, or `{"error": "..."}` when nothing ran.
-
-| status | meaning                                                                                 |
-| ------ | --------------------------------------------------------------------------------------- |
-| 200    | the run finished and every account succeeded                                            |
-| 502    | the run finished and at least one account failed (Graph API or storage); the others     |
-|        | are stored all the same, and the report says which failed and why                       |
-| 400    | bad request, nothing ran: not JSON, not an object, a key other than `accounts`,         |
-|        | `accounts` not a non-empty list of strings, a malformed or unknown account name         |
-| 405    | a method other than POST (a GET from a browser or a probe must not start a run)         |
-| 413    | a body over 64 KiB (by Content-Length, or by what was actually sent)                    |
-| 500    | the deployment is wrong, nothing ran: settings, accounts file, a missing token,         |
-|        | STORAGE_URL; or an unexpected error (the traceback is in the logs, not in the answer)   |
-
-Every non-2xx status makes Cloud Scheduler record a failed attempt, so its retries and alerting see
-a run in which an account failed. 502 (the upstream Graph API or the bucket let us down, the answer
-is a complete report) is told apart from 500 (the function itself could not run) so that a glance
-at the status says whether there is a report to read. A retry re-runs every requested account:
-the accounts that succeeded get one more snapshot, which the daily files keep as history.
-
-Logs (JSON lines on stdout, see `ig_story_metrics.logs`): the run's entries from `log_report()`;
-a refused request is a WARNING (`event` `bad_request`) when it is the caller's mistake and an ERROR
-(`config_error`) when it is the deployment's; an unexpected error is an ERROR (`crash`) with its
-traceback in `stack_trace`.
-
+`fetch_story_metrics` (HTTP, authenticated) is defined in `ig_story_metrics.functions`; see there.
 Works from a checkout (`src/` is put on `sys.path` when `ig_story_metrics` is not importable) and
-deployed (deploy.sh copies the package next to this file). No answer and no log line carries a token.
+deployed (deploy.sh copies the package next to this file).
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import sys
 from pathlib import Path
-
-import flask
-import functions_framework
 
 try:
     import ig_story_metrics  # noqa: F401  deployed: the package sits next to this file
 except ModuleNotFoundError:  # a checkout: the package is under src/
     sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
-from ig_story_metrics import logs, pipeline
-from ig_story_metrics.settings import (
-    ACCOUNT_NAME,
-    ConfigError,
-    RunConfig,
-    load_accounts,
-    load_settings,
-    prepare_run,
-    select_accounts,
-)
-from ig_story_metrics.storage import StorageError
+from ig_story_metrics.functions import fetch_story_metrics
 
-MAX_BODY = 64 * 1024
-STATUS_OK = 200
-STATUS_ACCOUNT_FAILED = 502
-
-logs.configure("json")  # functions always log JSON lines, whatever LOG_FORMAT says
-log = logging.getLogger("ig_story_metrics.function")
-
-
-class Refused(Exception):
-    """The function will not run: answer `status` with `{"error": message}`."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-@functions_framework.http
-def fetch_story_metrics(request: flask.Request) -> flask.Response:
-    """One hourly run for the accounts in the body (all when none); the run report as JSON."""
-    if request.method != "POST":
-        return refuse(request, Refused(405, f"method {request.method} not allowed: use POST"))
-    try:
-        names = parse_body(read_body(request))
-        config = prepare(names)
-        logs.register_secrets(t.get_secret_value() for t in config.tokens.values())
-        report = pipeline.run(config.settings, config.accounts, config.tokens)
-    except Refused as exc:
-        return refuse(request, exc)
-    except StorageError as exc:
-        return refuse(request, Refused(500, str(exc)))
-    except Exception:
-        log.exception("the run crashed", extra={"event": "crash", "status": 500})
-        return answer(500, {"error": "internal error; the function's logs have the details"})
-    logs.log_report(report)
-    return answer(STATUS_OK if report.ok else STATUS_ACCOUNT_FAILED, report.to_json())
-
-
-def read_body(request: flask.Request) -> bytes:
-    """The body, at most MAX_BODY bytes: 413 when Content-Length or the bytes sent say more."""
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise Refused(413, f"body of {request.content_length} bytes: the limit is {MAX_BODY}")
-    chunks: list[bytes] = []
-    size = 0
-    while size <= MAX_BODY:
-        chunk = request.stream.read(MAX_BODY + 1 - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    if size > MAX_BODY:
-        raise Refused(413, f"body over {MAX_BODY} bytes")
-    return b"".join(chunks)
-
-
-def parse_body(body: bytes) -> list[str]:
-    """The account names a body asks for; [] means every account. 400 for anything else."""
-    if not body.strip():
-        return []
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        raise Refused(400, 'body is not JSON: send {"accounts": ["NPI"]}, or {} for all') from None
-    if not isinstance(data, dict):
-        raise Refused(400, 'body must be a JSON object: {"accounts": ["NPI"]}, or {} for all')
-    unknown = sorted(set(data) - {"accounts"})
-    if unknown:
-        raise Refused(400, f"unknown key(s) {', '.join(map(short, unknown))}: only 'accounts'")
-    if "accounts" not in data:
-        return []
-    names = data["accounts"]
-    if not isinstance(names, list) or not names:
-        raise Refused(400, '"accounts" must be a non-empty list of names (omit it for all)')
-    for name in names:
-        if not isinstance(name, str):
-            raise Refused(400, f'"accounts" must hold strings, not {short(name)}')
-        if not ACCOUNT_NAME.match(name):
-            raise Refused(
-                400, f"invalid account name {short(name)}: only letters, digits, '_' and '-'"
-            )
-    return names
-
-
-def prepare(names: list[str]) -> RunConfig:
-    """`prepare_run()`, telling a request naming an unknown account (400) from a deployment
-    whose settings, accounts file or tokens are wrong (500)."""
-    try:
-        known = load_accounts(load_settings().accounts_file)
-    except ConfigError as exc:
-        raise Refused(500, str(exc)) from None
-    if names:
-        try:
-            select_accounts(known, names, all_accounts=False)
-        except ConfigError as exc:
-            raise Refused(400, str(exc)) from None
-    try:
-        return prepare_run(names, all_accounts=not names)
-    except ConfigError as exc:
-        raise Refused(500, str(exc)) from None
-
-
-def short(value: object, limit: int = 40) -> str:
-    """A value for an error message, cut to `limit` characters (a body can be 64 KiB)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def refuse(request: flask.Request, refused: Refused) -> flask.Response:
-    """Log why nothing ran (WARNING for the caller's mistake, ERROR for the deployment's) and say so."""
-    log.log(
-        logging.WARNING if refused.status < 500 else logging.ERROR,
-        "request refused (%d): %s",
-        refused.status,
-        refused.message,
-        extra={
-            "event": "bad_request" if refused.status < 500 else "config_error",
-            "status": refused.status,
-            "method": request.method,
-        },
-    )
-    response = answer(refused.status, {"error": refused.message})
-    if refused.status == 405:
-        response.headers["Allow"] = "POST"
-    return response
-
-
-def answer(status: int, payload: str | dict[str, str]) -> flask.Response:
-    """A JSON response, scrubbed of anything that looks like a token."""
-    text = payload if isinstance(payload, str) else json.dumps(payload)
-    return flask.Response(logs.scrub(text) + "\n", status=status, mimetype="application/json")
+__all__ = ["fetch_story_metrics"]

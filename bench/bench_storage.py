@@ -10,7 +10,7 @@ For a daily file already holding `hours` runs of `stories` rows each, it times (
   runs' rows would pay;
 - unsafe merge: read the file, concatenate, write it back in place (no lock, no temp file, no
   fsync, no schema): the merge without the safety;
-- Storage.append: the real thing (lock, read, merge by run_id, encode in memory, temp file +
+- Lake.append: the real thing (lock, read, merge by run_id, encode in memory, temp file +
   fsync + rename + directory fsync, schema JSON check).
 
 Prints a table; there are no assertions on timing. `make bench` runs it with the defaults.
@@ -30,8 +30,11 @@ from pathlib import Path
 
 import polars as pl
 
-from ig_story_metrics import records
-from ig_story_metrics.storage import encode_parquet, open_storage, parquet_key
+from ig_story_metrics.model.metrics import METRIC_COLUMNS
+from ig_story_metrics.model.snapshot import SNAPSHOTS, snapshot_row
+from ig_story_metrics.model.story import Story
+from ig_story_metrics.storage import encode_parquet, open_lake
+from ig_story_metrics.storage.layout import snapshot_key
 
 ACCOUNT = "NPI"
 DAY = date(2026, 11, 24)
@@ -40,12 +43,12 @@ DAY = date(2026, 11, 24)
 def run_frame(hour: int, stories: int) -> pl.DataFrame:
     """One hourly run's rows: `stories` live stories with every metric filled."""
     fetched_at = datetime(DAY.year, DAY.month, DAY.day, hour, 5, tzinfo=UTC)
-    metrics = {name: 1000 + hour for name in records.METRIC_COLUMNS}
+    metrics = {name: 1000 + hour for name in METRIC_COLUMNS}
     rows = [
-        records.snapshot_row(
+        snapshot_row(
             account=ACCOUNT,
             ig_user_id="17841400000000001",
-            story=records.Story(
+            story=Story(
                 id=f"1790000000{i:06d}",
                 posted_at=fetched_at - timedelta(minutes=7 + 13 * i),
                 media_type="VIDEO" if i % 3 == 0 else "IMAGE",
@@ -61,7 +64,7 @@ def run_frame(hour: int, stories: int) -> pl.DataFrame:
         )
         for i in range(stories)
     ]
-    return records.to_frame(rows)
+    return SNAPSHOTS.frame(rows)
 
 
 def median_ms(action: Callable[[], object], reset: Callable[[], None], repeat: int) -> float:
@@ -84,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         root = Path(tmp)
-        storage = open_storage(str(root))
-        path = root / parquet_key(ACCOUNT, DAY)
+        storage = open_lake(str(root))
+        path = root / snapshot_key(ACCOUNT, DAY)
         print(
             f"Appending one run of {args.stories} rows to a daily file holding H earlier runs "
             f"(local backend, {root}); median of {args.repeat}, milliseconds."
@@ -118,14 +121,14 @@ def main(argv: list[str] | None = None) -> int:
                 merged.write_parquet(path, compression="zstd")
 
             def append(new: pl.DataFrame = new) -> None:
-                storage.append(ACCOUNT, DAY, new)
+                storage.append(SNAPSHOTS, ACCOUNT, DAY, new)
 
             naive_ms = median_ms(naive, reset, args.repeat)
             unsafe_ms = median_ms(unsafe, reset, args.repeat)
             append_ms = median_ms(append, reset, args.repeat)
             size_kib = path.stat().st_size / 1024
             rows_before = hours * args.stories
-            check = storage.read(ACCOUNT, DAY).height
+            check = storage.read(SNAPSHOTS, ACCOUNT, DAY).height
             if check != rows_before + args.stories:
                 print(f"unexpected row count {check}", file=sys.stderr)
                 return 1

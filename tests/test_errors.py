@@ -7,8 +7,10 @@ import random
 
 import pytest
 
+from ig_story_metrics.clock import Deadline
 from ig_story_metrics.graph import errors as e
-from ig_story_metrics.graph.throttle import Deadline, RetryPolicy, Usage, parse_usage
+from ig_story_metrics.graph.retry import RetryPolicy
+from ig_story_metrics.graph.usage import Usage, parse_usage
 
 
 def err(code: int | None, message: str = "boom", **more: object) -> dict[str, object]:
@@ -138,10 +140,9 @@ def test_usage_headers_take_the_worst_of_every_key_and_entry() -> None:
 
 def test_policy_backoff_grows_with_jitter_and_is_capped() -> None:
     """Backoff doubles per attempt, stays within [half, full] of its ceiling, never above the cap."""
-    policy = RetryPolicy(base_seconds=1, max_seconds=8)
-    rng = random.Random(1)
+    policy = RetryPolicy(base_seconds=1, max_seconds=8, rng=random.Random(1))
     for attempt, ceiling in [(1, 1), (2, 2), (3, 4), (4, 8), (9, 8)]:
-        delays = [policy.backoff(attempt, rng) for _ in range(50)]
+        delays = [policy.backoff(attempt) for _ in range(50)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(set(delays)) > 1
 

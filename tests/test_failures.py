@@ -8,8 +8,8 @@ from pathlib import Path
 
 import polars as pl
 
-from ig_story_metrics import pipeline
-from ig_story_metrics.report import RunReport
+from ig_story_metrics.jobs import hourly
+from ig_story_metrics.report.models import RunReport
 from ig_story_metrics.settings import load_accounts, load_settings, resolve_tokens, select_accounts
 from ig_story_metrics.simulator import SEED_ACCOUNTS, Faults, SimulatorServer
 
@@ -27,7 +27,7 @@ def run(server: SimulatorServer, tmp_path: Path, **env: str) -> RunReport:
     accounts = write_accounts(tmp_path / "accounts.toml")
     settings = load_settings(env_for(server, tmp_path, accounts, **{**FAST, **env}))
     chosen = select_accounts(load_accounts(accounts), [], all_accounts=True)
-    return pipeline.run(settings, chosen, resolve_tokens(settings, chosen, env={}), clock=frozen())
+    return hourly.run(settings, chosen, resolve_tokens(settings, chosen, env={}), clock=frozen())
 
 
 def stored(tmp_path: Path) -> pl.DataFrame:

@@ -8,10 +8,13 @@ from datetime import timedelta
 import pytest
 from pydantic import SecretStr
 
-from ig_story_metrics import records
-from ig_story_metrics.graph.client import GraphClient, Session, strip_secrets
+from ig_story_metrics.graph.client import GraphClient, Session
 from ig_story_metrics.graph.errors import AccountFatal, NotEnoughViewers
-from ig_story_metrics.pipeline import story_outcome
+from ig_story_metrics.graph.insights import fetch_insights
+from ig_story_metrics.graph.outcome import story_outcome
+from ig_story_metrics.graph.stories import list_stories
+from ig_story_metrics.model.metrics import NAVIGATION_PARTS, PROFILE_ACTIVITY_PARTS
+from ig_story_metrics.redact import strip_secrets
 from ig_story_metrics.simulator import SEED_ACCOUNTS, SimulatorServer, World
 
 from .conftest import NOW, SECRET_TOKEN, frozen, make_server
@@ -37,7 +40,7 @@ def test_listing_follows_paging_next_across_pages() -> None:
         async def go() -> list[str]:
             async with client_for(server) as client:
                 session = npi()
-                listing = await client.list_stories(session)
+                listing = await list_stories(client, session)
                 assert listing.pages == -(-len(expected) // 3)
                 return [s.id for s in listing.stories]
 
@@ -51,7 +54,7 @@ def test_paging_next_token_is_stripped_before_following() -> None:
 
         async def go() -> None:
             async with client_for(server) as client:
-                await client.list_stories(npi())
+                await list_stories(client, npi())
 
         asyncio.run(go())
         assert server.simulator.stats.by_route["stories"] > 2
@@ -82,11 +85,11 @@ def test_sixteen_stories_cost_two_round_trips() -> None:
         async def go() -> int:
             async with client_for(server) as client:
                 session = npi()
-                listing = await client.list_stories(session)
-                results = await client.fetch_insights(session, [s.id for s in listing.stories])
+                listing = await list_stories(client, session)
+                results = await fetch_insights(client, session, [s.id for s in listing.stories])
                 assert len(results) == 16
                 assert all(len(calls) == 3 for calls in results.values())
-                return session.http_requests
+                return session.counters.http_requests
 
         assert asyncio.run(go()) == 2
         assert server.simulator.stats.http_requests == 2
@@ -102,7 +105,7 @@ def test_insights_match_ground_truth_in_both_shapes() -> None:
 
         async def go() -> dict[str, list[object]]:
             async with client_for(server) as client:
-                return await client.fetch_insights(npi(), [s.id for s in stories])  # type: ignore[return-value]
+                return await fetch_insights(client, npi(), [s.id for s in stories])  # type: ignore[return-value]
 
         results = asyncio.run(go())
         checked = 0
@@ -115,11 +118,9 @@ def test_insights_match_ground_truth_in_both_shapes() -> None:
                 continue
             assert status == "ok"
             assert metrics == truth
-            assert metrics["navigation"] == sum(
-                metrics[c] or 0 for c in records.NAVIGATION_PARTS.values()
-            )
+            assert metrics["navigation"] == sum(metrics[c] or 0 for c in NAVIGATION_PARTS.values())
             assert metrics["profile_activity"] == sum(
-                metrics[c] or 0 for c in records.PROFILE_ACTIVITY_PARTS.values()
+                metrics[c] or 0 for c in PROFILE_ACTIVITY_PARTS.values()
             )
             checked += 1
         assert checked >= 10
@@ -141,7 +142,7 @@ def test_not_enough_viewers_is_classified_per_story() -> None:
 
         async def go() -> None:
             async with client_for(server) as client:
-                results = await client.fetch_insights(npi(), [small[0].id])
+                results = await fetch_insights(client, npi(), [small[0].id])
                 errors = [r.error for r in results[small[0].id]]
                 assert all(isinstance(e, NotEnoughViewers) for e in errors)
 
@@ -155,7 +156,7 @@ def test_unknown_token_is_account_fatal_and_not_echoed() -> None:
         async def go() -> None:
             async with client_for(server) as client:
                 with pytest.raises(AccountFatal) as info:
-                    await client.list_stories(npi(SecretStr("EAAwrong-token-value-123")))
+                    await list_stories(client, npi(SecretStr("EAAwrong-token-value-123")))
                 assert info.value.code == 190
                 assert "EAAwrong" not in str(info.value)
 

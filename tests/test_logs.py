@@ -12,8 +12,11 @@ from typing import Any
 
 import pytest
 
-from ig_story_metrics import logs
-from ig_story_metrics.report import AccountReport, RunReport, StoryProblem
+from ig_story_metrics import logs, redact
+from ig_story_metrics.redact import register_secrets, scrub
+from ig_story_metrics.report.events import log_report
+from ig_story_metrics.report.models import AccountReport, RunReport, StoryProblem
+from ig_story_metrics.settings import log_format
 
 from .conftest import SECRET_TOKEN
 
@@ -38,7 +41,7 @@ class Stream(io.StringIO):
 def restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test configures logging from scratch; the root logger is put back afterwards."""
     monkeypatch.delenv("LOG_FORMAT", raising=False)
-    monkeypatch.setattr(logs, "_secrets", set())  # no secret registered by an earlier test
+    monkeypatch.setattr(redact, "_secrets", set())  # no secret registered by an earlier test
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     quiet = {name: logging.getLogger(name).level for name in logs.QUIET_LOGGERS}
@@ -151,7 +154,7 @@ def test_exception_goes_to_stack_trace() -> None:
 def test_healthy_run_logs_one_info_summary_with_the_counts() -> None:
     """A run where every account succeeded: one INFO summary with totals, one INFO per account."""
     stream = json_stream()
-    logs.log_report(run_report(healthy("NPI"), healthy("LT", retries=2)))
+    log_report(run_report(healthy("NPI"), healthy("LT", retries=2)))
     entries = stream.entries()
     assert {e["severity"] for e in entries} == {"INFO"}
     (summary,) = by_event(entries, "run_summary")
@@ -176,7 +179,7 @@ def test_failed_account_is_an_error_naming_it() -> None:
     """A failed account gets an ERROR entry with its name and error; the summary is ERROR too."""
     stream = json_stream()
     failed = account("MD", ok=False, error="Graph API: Invalid OAuth access token; code 190")
-    logs.log_report(run_report(healthy("NPI"), failed))
+    log_report(run_report(healthy("NPI"), failed))
     entries = stream.entries()
     (error,) = by_event(entries, "account_failed")
     assert error["severity"] == "ERROR"
@@ -203,7 +206,7 @@ def test_below_threshold_stories_are_a_warning() -> None:
             StoryProblem(story_id="s2", status="not_enough_viewers", error="not enough viewers"),
         ],
     )
-    logs.log_report(run_report(npi))
+    log_report(run_report(npi))
     entries = stream.entries()
     (warning,) = by_event(entries, "below_threshold")
     assert warning["severity"] == "WARNING"
@@ -220,7 +223,7 @@ def test_rejected_metrics_are_a_warning() -> None:
     """Metrics Meta refused give a WARNING naming them; partial stories are reported with it."""
     stream = json_stream()
     npi = healthy("NPI", statuses={"ok": 3, "partial": 1}, rejected_metrics=["reposts"])
-    logs.log_report(run_report(npi))
+    log_report(run_report(npi))
     entries = stream.entries()
     (warning,) = by_event(entries, "rejected_metrics")
     assert warning["severity"] == "WARNING"
@@ -242,7 +245,7 @@ def test_stories_without_metrics_are_a_warning_with_their_problems() -> None:
         ],
         warnings=["listing skipped 1 item without an id"],
     )
-    logs.log_report(run_report(npi))
+    log_report(run_report(npi))
     entries = stream.entries()
     (problems,) = by_event(entries, "story_problems")
     assert problems["severity"] == "WARNING"
@@ -258,8 +261,8 @@ def test_text_format_when_log_format_is_text(monkeypatch: pytest.MonkeyPatch) ->
     """LOG_FORMAT=text gives plain lines, even when the stream is not a terminal."""
     monkeypatch.setenv("LOG_FORMAT", "text")
     stream = Stream(tty=False)
-    logs.configure(stream=stream)
-    logs.log_report(run_report(account("MD", ok=False, error="Graph API: bad token")))
+    logs.configure(stream=stream, setting=log_format())
+    log_report(run_report(account("MD", ok=False, error="Graph API: bad token")))
     lines = stream.getvalue().splitlines()
     assert lines
     assert not any(line.lstrip().startswith("{") for line in lines)
@@ -270,7 +273,7 @@ def test_log_format_json_wins_over_a_terminal(monkeypatch: pytest.MonkeyPatch) -
     """LOG_FORMAT=json gives JSON lines even on a terminal."""
     monkeypatch.setenv("LOG_FORMAT", "json")
     stream = Stream(tty=True)
-    logs.configure(stream=stream)
+    logs.configure(stream=stream, setting=log_format())
     logging.getLogger("ig_story_metrics.test").info("hello")
     assert stream.entries()[0]["message"] == "hello"
 
@@ -279,7 +282,7 @@ def test_log_format_json_wins_over_a_terminal(monkeypatch: pytest.MonkeyPatch) -
 def test_format_follows_isatty_without_log_format(tty: bool, is_json: bool) -> None:
     """Without LOG_FORMAT: plain text on a terminal, JSON lines otherwise."""
     stream = Stream(tty=tty)
-    logs.configure(stream=stream)
+    logs.configure(stream=stream, setting=log_format())
     logging.getLogger("ig_story_metrics.test").info("hello")
     line = stream.getvalue().strip()
     assert "hello" in line
@@ -300,7 +303,7 @@ def test_unknown_log_format_is_reported_and_falls_back(monkeypatch: pytest.Monke
     """An unknown LOG_FORMAT logs a WARNING and the format is chosen by terminal."""
     monkeypatch.setenv("LOG_FORMAT", "xml")
     stream = Stream(tty=False)
-    logs.configure(stream=stream)
+    logs.configure(stream=stream, setting=log_format())
     (entry,) = stream.entries()
     assert entry["severity"] == "WARNING"
     assert "LOG_FORMAT=xml" in entry["message"]
@@ -373,21 +376,21 @@ def test_tokens_are_redacted_in_messages_and_fields(fmt: str) -> None:
 def test_registered_secrets_are_masked_anywhere() -> None:
     """A registered token is masked even bare, in a log line and in scrub(); short values are not."""
     stream = json_stream()
-    logs.register_secrets([SECRET_TOKEN, "short"])
+    register_secrets([SECRET_TOKEN, "short"])
     logging.getLogger("ig_story_metrics.test").error(
         "token %s was refused", SECRET_TOKEN, extra={"detail": f"token={SECRET_TOKEN}"}
     )
     (entry,) = stream.entries()
     assert entry["message"] == "token [redacted] was refused"
     assert entry["detail"] == "token=[redacted]"
-    assert logs.scrub(f"x {SECRET_TOKEN} short") == "x [redacted] short"
+    assert scrub(f"x {SECRET_TOKEN} short") == "x [redacted] short"
 
 
 def test_a_report_carrying_a_token_is_logged_without_it() -> None:
     """Even a report whose error text carries a token URL is logged with the token masked."""
     stream = json_stream()
     leaky = account("MD", ok=False, error=f"GET /me?access_token={SECRET_TOKEN} failed; code 190")
-    logs.log_report(run_report(leaky))
+    log_report(run_report(leaky))
     assert SECRET_TOKEN not in stream.getvalue()
     (error,) = by_event(stream.entries(), "account_failed")
     assert error["error"] == "GET /me?access_token=[redacted] failed; code 190"

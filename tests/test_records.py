@@ -10,8 +10,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ig_story_metrics import records
-from ig_story_metrics.storage import LocalBackend, Storage
+from ig_story_metrics.graph.payload import parse_insights
+from ig_story_metrics.model.metrics import METRIC_COLUMNS
+from ig_story_metrics.model.snapshot import SNAPSHOTS, STATUSES, snapshot_row
+from ig_story_metrics.model.story import Story, parse_timestamp
+from ig_story_metrics.storage import Lake
+from ig_story_metrics.storage.local import LocalBackend
 
 # Meta's documented navigation sample (graph-api.md 2.3).
 NAVIGATION = {
@@ -49,18 +53,18 @@ def test_plain_metrics_in_values_shape() -> None:
             {"name": "brand_new_metric", "values": [{"value": 7}]},
         ]
     }
-    assert records.parse_insights(payload) == {"views": 1200, "reach": 1100}
+    assert parse_insights(payload) == {"views": 1200, "reach": 1100}
 
 
 def test_plain_metrics_in_total_value_shape() -> None:
     """A metric that only carries `total_value.value` is read from there."""
     payload = {"data": [{"name": "views", "total_value": {"value": 42}}]}
-    assert records.parse_insights(payload) == {"views": 42}
+    assert parse_insights(payload) == {"views": 42}
 
 
 def test_navigation_breakdown_parts_add_up() -> None:
     """The documented navigation sample gives the total and four parts that add up to it."""
-    values = records.parse_insights(NAVIGATION)
+    values = parse_insights(NAVIGATION)
     assert values == {
         "navigation": 25,
         "taps_forward": 19,
@@ -92,7 +96,7 @@ def test_breakdown_values_in_upper_case_and_missing_parts() -> None:
             }
         ]
     }
-    values = records.parse_insights(payload)
+    values = parse_insights(payload)
     assert values["profile_activity"] == 4
     assert values["profile_activity_email"] == 1
     assert values["profile_activity_bio_link_clicked"] == 3
@@ -103,7 +107,7 @@ def test_breakdown_values_in_upper_case_and_missing_parts() -> None:
 def test_breakdown_without_total_leaves_parts_null() -> None:
     """Without a total, the parts are unknown: null, never zero."""
     payload = {"data": [{"name": "navigation", "values": []}]}
-    values = records.parse_insights(payload)
+    values = parse_insights(payload)
     assert values["navigation"] is None
     assert values["taps_forward"] is None
 
@@ -111,39 +115,39 @@ def test_breakdown_without_total_leaves_parts_null() -> None:
 def test_malformed_payloads_do_not_crash() -> None:
     """Wrongly typed elements are skipped: the parse is tolerant, never a crash."""
     for payload in (None, [], "x", {"data": "x"}, {"data": [1, None, {"name": 3}]}):
-        assert records.parse_insights(payload) == {}
+        assert parse_insights(payload) == {}
     odd = {"data": [{"name": "reach", "values": [{"value": "12"}]}, {"name": "views"}]}
-    assert records.parse_insights(odd) == {"reach": None, "views": None}
+    assert parse_insights(odd) == {"reach": None, "views": None}
 
 
 def test_json_schema_is_derived_from_the_columns() -> None:
     """Every column is in the JSON schema with its nullability; required = the non-null columns."""
-    schema = records.json_schema()
-    assert list(schema["properties"]) == list(records.COLUMN_NAMES)
+    schema = SNAPSHOTS.json_schema()
+    assert list(schema["properties"]) == list(SNAPSHOTS.column_names)
     assert schema["properties"]["views"]["type"] == ["integer", "null"]
     assert schema["properties"]["posted_at"]["format"] == "date-time"
     assert "story_id" in schema["required"]
     assert "caption" not in schema["required"]
-    assert schema["properties"]["insights_status"]["enum"] == list(records.STATUSES)
-    assert list(records.POLARS_SCHEMA.names()) == list(records.COLUMN_NAMES)
+    assert schema["properties"]["insights_status"]["enum"] == list(STATUSES)
+    assert list(SNAPSHOTS.polars_schema.names()) == list(SNAPSHOTS.column_names)
     json.dumps(schema)  # serialisable as written beside the Parquet files
 
 
 def test_timestamps_parse_to_utc() -> None:
     """Graph timestamps with a +0000 offset (or another offset) become UTC datetimes."""
-    assert records.parse_timestamp("2026-09-20T08:15:02+0000") == datetime(
+    assert parse_timestamp("2026-09-20T08:15:02+0000") == datetime(
         2026, 9, 20, 8, 15, 2, tzinfo=UTC
     )
-    assert records.parse_timestamp("2026-09-20T10:15:02+0200").hour == 8
+    assert parse_timestamp("2026-09-20T10:15:02+0200").hour == 8
 
 
 def test_snapshot_row_age_and_expiry() -> None:
     """A row carries expires_at = posted_at + 24 h and the story's age at fetch time."""
     posted = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
-    row = records.snapshot_row(
+    row = snapshot_row(
         account="NPI",
         ig_user_id="1",
-        story=records.Story("2", posted),
+        story=Story("2", posted),
         fetched_at=posted + timedelta(hours=5, minutes=30),
         run_id="r",
         api_version="v25.0",
@@ -169,7 +173,7 @@ _moment = st.datetimes(
 def rows(draw: st.DrawFn) -> dict[str, Any]:
     posted = draw(_moment)
     fetched = posted + timedelta(seconds=draw(st.integers(0, 86_400)))
-    story = records.Story(
+    story = Story(
         id=str(draw(st.integers(10**14, 10**17))),
         posted_at=posted,
         media_type=draw(st.sampled_from([None, "IMAGE", "VIDEO"])),
@@ -177,15 +181,15 @@ def rows(draw: st.DrawFn) -> dict[str, Any]:
         permalink=draw(_text),
         caption=draw(st.one_of(_text, st.just("Nueva colección 🌮🔥 — 24h"))),
     )
-    return records.snapshot_row(
+    return snapshot_row(
         account=draw(st.sampled_from(["NPI", "LT", "MD", "RE", "SML"])),
         ig_user_id="17841400000000001",
         story=story,
         fetched_at=fetched,
         run_id=draw(st.text("abcdef0123456789", min_size=1, max_size=12)),
         api_version="v25.0",
-        metrics={name: draw(_count) for name in records.METRIC_COLUMNS},
-        status=draw(st.sampled_from(records.STATUSES)),  # type: ignore[arg-type]
+        metrics={name: draw(_count) for name in METRIC_COLUMNS},
+        status=draw(st.sampled_from(STATUSES)),  # type: ignore[arg-type]
         error=draw(_text),
     )
 
@@ -196,9 +200,9 @@ def rows(draw: st.DrawFn) -> dict[str, Any]:
 @given(st.lists(rows(), min_size=1, max_size=8))
 def test_rows_round_trip_through_parquet(tmp_path: Path, generated: list[dict[str, Any]]) -> None:
     """Rows (nulls, emoji captions, timestamps) come back from the daily file exactly as written."""
-    storage = Storage(LocalBackend(tmp_path / f"lake-{abs(hash(str(generated)))}"))
+    storage = Lake(LocalBackend(tmp_path / f"lake-{abs(hash(str(generated)))}"))
     day = generated[0]["fetched_at"].date()
-    storage.append("NPI", day, records.to_frame(generated))
-    back = storage.read("NPI", day)
-    assert back.schema == records.POLARS_SCHEMA
+    storage.append(SNAPSHOTS, "NPI", day, SNAPSHOTS.frame(generated))
+    back = storage.read(SNAPSHOTS, "NPI", day)
+    assert back.schema == SNAPSHOTS.polars_schema
     assert back.to_dicts() == generated

@@ -10,7 +10,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ig_story_metrics import pipeline, records
+from ig_story_metrics.jobs import hourly
+from ig_story_metrics.model.snapshot import SNAPSHOTS
+from ig_story_metrics.report.models import RunReport
 from ig_story_metrics.settings import load_accounts, resolve_tokens, select_accounts
 from ig_story_metrics.simulator import SEED_ACCOUNTS, SimulatorServer
 
@@ -33,11 +35,11 @@ def lake_files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
-def run_once(server: SimulatorServer, tmp_path: Path, accounts: Path, at=NOW) -> pipeline.RunReport:  # type: ignore[no-untyped-def]
+def run_once(server: SimulatorServer, tmp_path: Path, accounts: Path, at=NOW) -> RunReport:  # type: ignore[no-untyped-def]
     settings = settings_for(server, tmp_path, accounts)
     chosen = select_accounts(load_accounts(accounts), [], all_accounts=True)
     tokens = resolve_tokens(settings, chosen, env={})
-    return pipeline.run(settings, chosen, tokens, clock=frozen(at))
+    return hourly.run(settings, chosen, tokens, clock=frozen(at))
 
 
 def test_run_writes_the_seed_layout_and_schema(
@@ -63,11 +65,11 @@ def test_run_writes_the_seed_layout_and_schema(
             lake / f"Instagram/NPI/schemas/stories/{DAY}/instagram_story_metrics_{DAY}_schema.json"
         ).read_text()
     )
-    assert schema == records.json_schema()
+    assert schema == SNAPSHOTS.json_schema()
     npi = pl.read_parquet(
         lake / f"Instagram/NPI/insights/stories/{DAY}/instagram_story_metrics_{DAY}.parquet"
     )
-    assert npi.schema == records.POLARS_SCHEMA
+    assert npi.schema == SNAPSHOTS.polars_schema
     live = sim.simulator.world.live_stories("NPI")
     assert sorted(npi["story_id"].to_list()) == sorted(s.id for s in live)
     assert npi["fetched_at"].unique().to_list() == [NOW]

@@ -15,18 +15,16 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.markup import escape
 
-from ig_story_metrics import logs, pipeline
-from ig_story_metrics.report import RunReport
-from ig_story_metrics.settings import (
-    Account,
-    ConfigError,
-    RunConfig,
-    load_settings,
-    prepare_run,
-    resolve_tokens,
-)
+from ig_story_metrics import __version__, logs, settings
+from ig_story_metrics.errors import ConfigError, StorageError
+from ig_story_metrics.jobs import hourly
+from ig_story_metrics.model.accounts import Account
+from ig_story_metrics.redact import register_secrets
+from ig_story_metrics.report.events import log_report
+from ig_story_metrics.report.models import RunReport
+from ig_story_metrics.report.terminal import render_run
+from ig_story_metrics.settings import RunConfig, load_settings, prepare_run, resolve_tokens
 from ig_story_metrics.simulator import DEFAULT_TOKEN, SEED_ACCOUNTS, Faults, simulator_server
-from ig_story_metrics.storage import StorageError
 
 app = typer.Typer(
     add_completion=False,
@@ -40,6 +38,24 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        Console().print(f"ig-story-metrics {__version__}", highlight=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Capture Instagram story insights before they vanish (hourly snapshots into Parquet)."""
+
+
 def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     Console(stderr=True).print(
         f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True
@@ -51,18 +67,18 @@ def _capture(config: Callable[[], RunConfig]) -> RunReport:
     """Build the run's configuration and run it; library errors become one-line exits (2)."""
     try:
         run_config = config()
-        logs.register_secrets(t.get_secret_value() for t in run_config.tokens.values())
-        return pipeline.run(run_config.settings, run_config.accounts, run_config.tokens)
+        register_secrets(t.get_secret_value() for t in run_config.tokens.values())
+        return hourly.run(run_config.settings, run_config.accounts, run_config.tokens)
     except (ConfigError, StorageError) as exc:
         raise _fail(str(exc)) from None
 
 
 def _finish(report: RunReport, as_json: bool) -> None:
-    logs.log_report(report)
+    log_report(report)
     if as_json:
         sys.stdout.write(report.to_json() + "\n")
     else:
-        report.render(Console())
+        render_run(report, Console())
     raise typer.Exit(report.exit_code)
 
 
@@ -202,5 +218,5 @@ def simulate(
 
 def main() -> None:
     """Console-script entry point. Logs go to stderr: stdout carries the table or the JSON report."""
-    logs.configure(stream=sys.stderr)
+    logs.configure(stream=sys.stderr, setting=settings.log_format())
     app()

@@ -1,7 +1,9 @@
 """Settings: the environment (and a `.env` file) plus the accounts file, read once into frozen objects.
 
-Nothing else in the package reads `os.environ`; everything below the entry points gets a `Settings`.
-Every problem a user can make here raises `ConfigError` with a one-line message naming it.
+Nothing else in the package reads `os.environ` (ruff's banned-API rule enforces it); everything below
+the entry points gets a `Settings`. Every problem a user can make here raises a `ConfigError` with a
+one-line message naming it: `CallerError` when the request named a wrong account, `SetupError` when
+the deployment is wrong.
 """
 
 from __future__ import annotations
@@ -17,22 +19,12 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-IG_USER_ID = re.compile(r"^[0-9]+$")
+from ig_story_metrics.errors import CallerError, ConfigError, SetupError
+from ig_story_metrics.model.accounts import IG_USER_ID, Account, account_name_problem
+
+__all__ = ["Account", "CallerError", "ConfigError", "Settings", "SetupError"]
+
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class ConfigError(Exception):
-    """A usage or configuration problem: the run cannot start (exit code 2)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    """One Instagram professional account to poll."""
-
-    name: str
-    ig_user_id: str
-    token_env: str | None = None
 
 
 class Settings(BaseSettings):
@@ -70,6 +62,18 @@ class Settings(BaseSettings):
     usage_pause_percent: float = Field(
         default=80.0, gt=0, le=100, validation_alias="IG_USAGE_PAUSE_PERCENT"
     )
+    # The platform's and the Google libraries' own variables, read here like every other setting.
+    storage_emulator_host: str | None = Field(
+        default=None, validation_alias="STORAGE_EMULATOR_HOST"
+    )
+    google_cloud_project: str | None = Field(default=None, validation_alias="GOOGLE_CLOUD_PROJECT")
+    k_service: str | None = Field(default=None, validation_alias="K_SERVICE")
+
+
+def log_format() -> str | None:
+    """The `LOG_FORMAT` setting, read before anything else so that even a refused start logs in
+    the chosen format (an unknown value is reported by `logs.configure`)."""
+    return os.environ.get("LOG_FORMAT")
 
 
 def load_settings(
@@ -85,7 +89,7 @@ def load_settings(
         known: dict[str, Any] = {k: v for k, v in env.items() if k in _ALIASES}
         return Settings(_env_file=env_file, **known)  # type: ignore[call-arg]
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise SetupError(_describe(exc)) from None
 
 
 _ALIASES = {
@@ -106,34 +110,35 @@ def load_accounts(path: Path) -> dict[str, Account]:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(
+        raise SetupError(
             f"accounts file {path} not found (set IG_ACCOUNTS_FILE, or copy accounts.example.toml)"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"accounts file {path} cannot be read: {exc}") from None
+        raise SetupError(f"accounts file {path} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"accounts file {path} is not valid TOML: {exc}") from None
+        raise SetupError(f"accounts file {path} is not valid TOML: {exc}") from None
     table = raw.get("accounts")
     if not isinstance(table, dict) or not table:
-        raise ConfigError(f"accounts file {path} has no [accounts.NAME] tables")
+        raise SetupError(f"accounts file {path} has no [accounts.NAME] tables")
     return {name: _account(path, name, entry) for name, entry in table.items()}
 
 
 def _account(path: Path, name: str, entry: object) -> Account:
     where = f"accounts file {path}: account {name!r}"
-    if not ACCOUNT_NAME.match(name):
-        raise ConfigError(f"{where}: names may only use letters, digits, '_' and '-'")
+    problem = account_name_problem(name)
+    if problem:
+        raise SetupError(f"{where}: {problem}")
     if not isinstance(entry, dict):
-        raise ConfigError(f"{where} must be a table with ig_user_id")
+        raise SetupError(f"{where} must be a table with ig_user_id")
     unknown = set(entry) - {"ig_user_id", "token_env"}
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        raise SetupError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     ig_user_id = entry.get("ig_user_id")
-    if not isinstance(ig_user_id, str) or not IG_USER_ID.match(ig_user_id):
-        raise ConfigError(f"{where}: ig_user_id must be a string of digits")
+    if not isinstance(ig_user_id, str) or not IG_USER_ID.fullmatch(ig_user_id):
+        raise SetupError(f"{where}: ig_user_id must be a string of digits")
     token_env = entry.get("token_env")
     if token_env is not None and (not isinstance(token_env, str) or not ENV_NAME.match(token_env)):
-        raise ConfigError(f"{where}: token_env must be an environment variable name")
+        raise SetupError(f"{where}: token_env must be an environment variable name")
     return Account(name=name, ig_user_id=ig_user_id, token_env=token_env)
 
 
@@ -143,16 +148,17 @@ def select_accounts(
     """The accounts a run asked for, in the order given; unknown or malformed names are errors."""
     wanted = list(names)
     if all_accounts and wanted:
-        raise ConfigError("name accounts or pass --all, not both")
+        raise CallerError("name accounts or pass --all, not both")
     if all_accounts:
         return list(known.values())
     if not wanted:
-        raise ConfigError("no account given: name one or more accounts, or pass --all")
+        raise CallerError("no account given: name one or more accounts, or pass --all")
     for name in wanted:
-        if not ACCOUNT_NAME.match(name):
-            raise ConfigError(f"invalid account name {name!r}: only letters, digits, '_' and '-'")
+        problem = account_name_problem(name)
+        if problem:
+            raise CallerError(f"invalid account name {name!r}: {problem}")
         if name not in known:
-            raise ConfigError(f"unknown account {name!r} (known: {', '.join(known)})")
+            raise CallerError(f"unknown account {name!r} (known: {', '.join(known)})")
     return [known[name] for name in dict.fromkeys(wanted)]
 
 
@@ -166,7 +172,7 @@ def resolve_tokens(
         if account.token_env:
             value = environ.get(account.token_env, "").strip()
             if not value:
-                raise ConfigError(
+                raise SetupError(
                     f"account {account.name} takes its token from {account.token_env}, "
                     "which is not set"
                 )
@@ -174,7 +180,7 @@ def resolve_tokens(
         elif settings.access_token is not None and settings.access_token.get_secret_value().strip():
             tokens[account.name] = SecretStr(settings.access_token.get_secret_value().strip())
         else:
-            raise ConfigError(
+            raise SetupError(
                 f"IG_ACCESS_TOKEN is not set (needed for account {account.name}); "
                 "export it or put it in .env"
             )

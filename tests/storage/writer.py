@@ -11,13 +11,17 @@ after `append` has returned: a printed run_id is a committed one. At the end it 
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import polars as pl
 
-from ig_story_metrics import records
-from ig_story_metrics.storage import Backend, ConflictError, open_storage
+from ig_story_metrics.model.snapshot import SNAPSHOTS, snapshot_row
+from ig_story_metrics.model.story import Story
+from ig_story_metrics.storage import Backend, ConflictError, Lake, open_lake
+from ig_story_metrics.storage.gcs import GcsBackend
 
 ACCOUNT = "NPI"
 IG_USER_ID = "17841400000000001"
@@ -30,7 +34,7 @@ def snapshot_frame(run_id: str, rows: int = ROWS, *, account: str = ACCOUNT) -> 
     fetched_at = datetime(DAY.year, DAY.month, DAY.day, 15, 30, tzinfo=UTC)
     out = []
     for i in range(rows):
-        story = records.Story(
+        story = Story(
             id=f"1790000000{i:06d}",
             posted_at=fetched_at - timedelta(minutes=17 + 41 * i),
             media_type="IMAGE" if i % 3 else "VIDEO",
@@ -38,7 +42,7 @@ def snapshot_frame(run_id: str, rows: int = ROWS, *, account: str = ACCOUNT) -> 
             permalink=f"https://www.instagram.com/stories/npi/{i}/",
         )
         out.append(
-            records.snapshot_row(
+            snapshot_row(
                 account=account,
                 ig_user_id=IG_USER_ID,
                 story=story,
@@ -49,7 +53,7 @@ def snapshot_frame(run_id: str, rows: int = ROWS, *, account: str = ACCOUNT) -> 
                 status="ok",
             )
         )
-    return records.to_frame(out)
+    return SNAPSHOTS.frame(out)
 
 
 class CountingBackend:
@@ -71,20 +75,36 @@ class CountingBackend:
             raise
 
 
+# Lakes and GCS backends opened as a deployment opens them, with the emulator host the test
+# environment names (settings pass STORAGE_EMULATOR_HOST to storage; tests set it by monkeypatch).
+
+
+def open_test_lake(url: str) -> Lake:
+    return open_lake(url, emulator_host=os.environ.get("STORAGE_EMULATOR_HOST"))
+
+
+def gcs_backend(bucket: str, *args: Any, **kwargs: Any) -> GcsBackend:
+    return GcsBackend(
+        bucket, *args, emulator_host=os.environ.get("STORAGE_EMULATOR_HOST"), **kwargs
+    )
+
+
 def main(argv: list[str]) -> int:
     url, tag, count = argv[0], argv[1], int(argv[2])
-    storage = open_storage(url)
+    storage = open_test_lake(url)
     counting = CountingBackend(storage.backend)
     storage.backend = counting
     with storage:
-        storage.read(ACCOUNT, DAY)  # connect (and create the GCS client) before the start line
+        storage.read(
+            SNAPSHOTS, ACCOUNT, DAY
+        )  # connect (and create the GCS client) before the start line
         print("ready", flush=True)
         if "--wait" in argv:
             sys.stdin.readline()
         i = 0
         while count == 0 or i < count:
             run_id = f"{tag}-{i:04d}"
-            storage.append(ACCOUNT, DAY, snapshot_frame(run_id))
+            storage.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame(run_id))
             print(run_id, flush=True)
             i += 1
     print(f"conflicts {counting.conflicts}", flush=True)

@@ -1,1 +1,1 @@
-"""Everything that speaks HTTP to Meta's Graph API."""
+"""The only code that speaks to Meta: client, errors, retry policy, paging, stories, insights."""

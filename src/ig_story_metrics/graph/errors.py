@@ -13,8 +13,8 @@
     └── RequestBug              anything else: our request is wrong, retrying will not help
 
 `classify()` is the only place that turns a response into one of these; everything else dispatches on
-the class. Messages never carry a token: Graph error messages do not echo it, and `redact()` strips any
-`access_token=`/`appsecret_proof=` that might appear in a URL or text before it reaches a message.
+the class, and `retry.RetryPolicy.decide()` is the only place that decides whether and when to try
+again. Messages never carry a token: every message passes through `redact.scrub()`.
 """
 
 from __future__ import annotations
@@ -25,23 +25,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from ig_story_metrics.errors import IgStoryMetricsError
+from ig_story_metrics.model.numbers import as_int
+from ig_story_metrics.redact import scrub
+
 THROTTLE_CODES = frozenset({4, 17, 32, 341, 613, 80001, 80002})
 TRANSIENT_CODES = frozenset({1, 2})
 TOKEN_CODES = frozenset({102, 190})
 PERMISSION_CODES = frozenset({3, 10, *range(200, 300)})
 
-_SECRET_PARAM = re.compile(
-    r"(?i)(access_token|appsecret_proof|input_token|client_secret)=[^&\s\"']*"
-)
-_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._|\-]+")
 
-
-def redact(text: str) -> str:
-    """Mask token-bearing query parameters and bearer credentials in any text."""
-    return _BEARER.sub(r"\1[redacted]", _SECRET_PARAM.sub(r"\1=[redacted]", text))
-
-
-class GraphError(Exception):
+class GraphError(IgStoryMetricsError):
     """A failed Graph API call, with what Meta said about it."""
 
     def __init__(
@@ -53,7 +47,7 @@ class GraphError(Exception):
         http_status: int | None = None,
         fbtrace_id: str | None = None,
     ) -> None:
-        self.message = redact(message)
+        self.message = scrub(message)
         self.code = code
         self.subcode = subcode
         self.http_status = http_status
@@ -136,21 +130,11 @@ def parse_error_body(body: object) -> ErrorBody | None:
     trace = err.get("fbtrace_id")
     return ErrorBody(
         message=msg if isinstance(msg, str) and msg else "unknown Graph API error",
-        code=_int(err.get("code")),
-        subcode=_int(err.get("error_subcode")),
+        code=as_int(err.get("code"), digits=True),
+        subcode=as_int(err.get("error_subcode"), digits=True),
         is_transient=err.get("is_transient") is True,
         fbtrace_id=trace if isinstance(trace, str) else None,
     )
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
 
 
 _METRIC_INDEX = re.compile(r"metric\[(\d+)\]")

@@ -1,4 +1,4 @@
-"""The run report: what every account got, and its renderings (terminal table, JSON)."""
+"""The run report: what every account got in one run (models only; rendering is elsewhere)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from collections import Counter
 from datetime import datetime
 
 from pydantic import BaseModel, Field, computed_field
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+
+from ig_story_metrics.model.counters import COUNTER_FIELDS, Counters
 
 
 class StoryProblem(BaseModel):
@@ -34,6 +33,7 @@ class AccountReport(BaseModel):
     problems: list[StoryProblem] = Field(default_factory=list)
     rejected_metrics: list[str] = Field(default_factory=list)
     http_requests: int = 0
+    operations: int = 0
     retries: int = 0
     waits: int = 0
     wait_seconds: float = 0.0
@@ -61,6 +61,11 @@ class AccountReport(BaseModel):
     def count(self, statuses: Counter[str]) -> None:
         self.statuses = dict(sorted(statuses.items()))
 
+    def take_counters(self, counters: Counters) -> None:
+        """Copy what the Graph session counted (the one definition: `model.counters`)."""
+        for name, value in counters.as_dict().items():
+            setattr(self, name, value)
+
 
 class RunReport(BaseModel):
     """One hourly run over several accounts."""
@@ -86,33 +91,5 @@ class RunReport(BaseModel):
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
 
-    def render(self, console: Console) -> None:
-        """The short human summary: a table per account, then where the files are."""
-        table = Table(title=f"run {self.run_id} at {self.fetched_at:%Y-%m-%d %H:%M:%S} UTC")
-        for name in ("account", "stories listed", "captured", "below threshold", "failed"):
-            table.add_column(name, justify="left" if name == "account" else "right")
-        table.add_column("status")
-        for a in self.accounts:
-            status = "[green]ok[/green]" if a.ok else f"[red]FAILED[/red] {escape(a.error or '')}"
-            table.add_row(
-                a.account,
-                str(a.listed),
-                str(a.captured),
-                str(a.below_threshold),
-                str(a.failed),
-                status,
-                style=None if a.ok else "red",
-            )
-        console.print(table)
-        files = [f for a in self.accounts for f in a.files]
-        if files:
-            console.print("wrote:")
-            for path in files:
-                console.print(f"  {path}", soft_wrap=True, highlight=False)
-        else:
-            console.print("wrote no files (no live stories)")
-        for a in self.accounts:
-            for warning in a.warnings:
-                console.print(
-                    f"[yellow]warning[/yellow] {a.account}: {escape(warning)}", highlight=False
-                )
+
+assert set(COUNTER_FIELDS) <= set(AccountReport.model_fields)  # noqa: S101 - one definition

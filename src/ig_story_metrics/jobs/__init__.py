@@ -1,0 +1,1 @@
+"""One module per job; each plans, calls graph/, builds rows, stores them and returns a report."""

@@ -1,0 +1,38 @@
+"""Accounts: the one account-name check, and the account as the accounts file describes it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+IG_USER_ID = re.compile(r"[0-9]{1,32}")
+Login = Literal["facebook", "instagram"]
+
+
+def account_name_problem(name: object) -> str | None:
+    """Why `name` cannot be an account name (it becomes a path component), or None when it can."""
+    if not isinstance(name, str):
+        return f"account names are strings, not {type(name).__name__}"
+    if not name:
+        return "an account name cannot be empty"
+    if len(name) > 64:
+        return "an account name has at most 64 characters"
+    if not ACCOUNT_NAME.fullmatch(name):
+        return "account names may only use letters, digits, '_' and '-'"
+    return None
+
+
+def is_account_name(name: object) -> bool:
+    return account_name_problem(name) is None
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One Instagram professional account to poll."""
+
+    name: str
+    ig_user_id: str
+    token_env: str | None = None
+    login: Login = "facebook"

@@ -1,0 +1,107 @@
+"""The snapshot row: one story at one moment, and the `snapshots` table that holds them.
+
+`SNAPSHOTS.columns` is the contract of DESIGN.md; the Polars schema and the JSON schema written beside
+every daily file both derive from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Literal
+
+import polars as pl
+
+from ig_story_metrics.model.metrics import METRIC_COLUMNS, NAVIGATION_PARTS
+from ig_story_metrics.model.story import Story
+from ig_story_metrics.model.table import Column, Table
+
+InsightsStatus = Literal["ok", "partial", "not_enough_viewers", "expired", "unavailable", "error"]
+STATUSES: tuple[str, ...] = (
+    "ok",
+    "partial",
+    "not_enough_viewers",
+    "expired",
+    "unavailable",
+    "error",
+)
+
+
+def _metric_column(name: str) -> Column:
+    if name in NAVIGATION_PARTS.values():
+        text = "navigation actions of this kind (the four parts add up to navigation)"
+    elif name.startswith("profile_activity_"):
+        text = "profile actions of this kind after engaging with the story"
+    else:
+        text = f"lifetime-to-date `{name}` insight"
+    return Column(name, "int", True, f"{text}; null when not available, never a stand-in zero")
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("account", "str", False, "short account name from the accounts file, e.g. NPI"),
+    Column("ig_user_id", "str", False, "Instagram professional account id"),
+    Column("story_id", "str", False, "IG media id of the story"),
+    Column("media_type", "str", True, "IMAGE or VIDEO"),
+    Column("media_product_type", "str", True, "STORY"),
+    Column("permalink", "str", True, "link to the story"),
+    Column("caption", "str", True, "the story's caption, if any"),
+    Column("posted_at", "datetime", False, "when the story was posted (UTC)"),
+    Column("expires_at", "datetime", False, "posted_at + 24 h (UTC)"),
+    Column(
+        "fetched_at", "datetime", False, "when this snapshot was taken; one value per run (UTC)"
+    ),
+    Column("story_age_hours", "float", False, "fetched_at - posted_at, in hours"),
+    *(_metric_column(name) for name in METRIC_COLUMNS),
+    Column("insights_status", "str", False, "one of: " + ", ".join(STATUSES), enum=STATUSES),
+    Column("insights_error", "str", True, "the Graph error message when the status is not ok"),
+    Column("run_id", "str", False, "id of the run that took the snapshot"),
+    Column("api_version", "str", False, "Graph API version, e.g. v25.0"),
+)
+
+SNAPSHOTS = Table(
+    name="snapshots",
+    title="instagram_story_metrics",
+    description="One Instagram story insights snapshot per row (one story at one moment).",
+    columns=COLUMNS,
+    partition_by=("account", "date"),
+    disposition="append_by_run",
+)
+COLUMN_NAMES = SNAPSHOTS.column_names
+POLARS_SCHEMA = SNAPSHOTS.polars_schema
+
+
+def to_frame(rows: Iterable[Mapping[str, object]]) -> pl.DataFrame:
+    """Snapshot rows as a DataFrame with exactly the stored schema."""
+    return SNAPSHOTS.frame(rows)
+
+
+def snapshot_row(
+    *,
+    account: str,
+    ig_user_id: str,
+    story: Story,
+    fetched_at: datetime,
+    run_id: str,
+    api_version: str,
+    metrics: Mapping[str, int | None],
+    status: InsightsStatus,
+    error: str | None = None,
+) -> dict[str, object]:
+    """One row of the stored table; metric columns not in `metrics` are null."""
+    age = (fetched_at - story.posted_at).total_seconds() / 3600
+    row: dict[str, object] = {
+        "account": account,
+        "ig_user_id": ig_user_id,
+        "story_id": story.id,
+        "media_type": story.media_type,
+        "media_product_type": story.media_product_type,
+        "permalink": story.permalink,
+        "caption": story.caption,
+        "posted_at": story.posted_at,
+        "expires_at": story.expires_at,
+        "fetched_at": fetched_at,
+        "story_age_hours": round(age, 4),
+    }
+    row.update({name: metrics.get(name) for name in METRIC_COLUMNS})
+    row.update(insights_status=status, insights_error=error, run_id=run_id, api_version=api_version)
+    return row

@@ -1,0 +1,114 @@
+"""Declared tables: a `Table` names its columns, partition keys and write disposition once, and
+the Polars schema, the JSON schema and (in storage/layout.py) the storage key follow from it.
+
+Dispositions:
+- `append_by_run`: a write adds its rows to the partition's file and replaces earlier rows of the same
+  `run_id` (a retried run does not duplicate); every other row and column is kept;
+- `replace_partition`: a write replaces the partition's file whole;
+- `write_once`: an object that exists is never written again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import polars as pl
+
+Kind = Literal["str", "int", "float", "datetime", "bool"]
+Disposition = Literal["append_by_run", "replace_partition", "write_once"]
+
+_POLARS: dict[Kind, pl.DataType] = {
+    "str": pl.String(),
+    "int": pl.Int64(),
+    "float": pl.Float64(),
+    "datetime": pl.Datetime("us", "UTC"),
+    "bool": pl.Boolean(),
+}
+_JSON: dict[Kind, dict[str, str]] = {
+    "str": {"type": "string"},
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "datetime": {"type": "string", "format": "date-time"},
+    "bool": {"type": "boolean"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One stored column."""
+
+    name: str
+    kind: Kind
+    nullable: bool
+    description: str
+    enum: tuple[str, ...] = ()
+
+    @property
+    def dtype(self) -> pl.DataType:
+        return _POLARS[self.kind]
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A declared table: its columns, how it is partitioned and how a write lands."""
+
+    name: str
+    title: str
+    description: str
+    columns: tuple[Column, ...]
+    partition_by: tuple[str, ...]
+    disposition: Disposition
+    _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_names", tuple(c.name for c in self.columns))
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return self._names
+
+    @property
+    def polars_schema(self) -> pl.Schema:
+        return pl.Schema({c.name: c.dtype for c in self.columns})
+
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON Schema (draft 2020-12) of one row."""
+        properties: dict[str, Any] = {}
+        for col in self.columns:
+            spec: dict[str, Any] = dict(_JSON[col.kind])
+            if col.nullable:
+                spec["type"] = [spec["type"], "null"]
+            properties[col.name] = {
+                **spec,
+                "description": col.description,
+                "x-parquet-type": str(col.dtype),
+            }
+            if col.enum:
+                properties[col.name]["enum"] = list(col.enum)
+        return {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": self.title,
+            "description": self.description,
+            "type": "object",
+            "properties": properties,
+            "required": [c.name for c in self.columns if not c.nullable],
+            "additionalProperties": False,
+        }
+
+    def frame(self, rows: Iterable[Mapping[str, object]]) -> pl.DataFrame:
+        """Rows (dicts keyed by column name) as a DataFrame with exactly this table's schema."""
+        return pl.DataFrame(list(rows), schema=self.polars_schema)
+
+    def conform(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """A frame cast to this table's schema, in its column order (new nullable columns added)."""
+        schema = self.polars_schema
+        missing = [
+            pl.lit(None, dtype=schema[name]).alias(name)
+            for name in self.column_names
+            if name not in frame.columns
+        ]
+        return frame.with_columns(missing).select(
+            pl.col(name).cast(schema[name]) for name in self.column_names
+        )

@@ -1,0 +1,1 @@
+"""Run reports: models, log events derived from them, terminal rendering."""

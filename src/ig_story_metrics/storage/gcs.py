@@ -1,0 +1,231 @@
+"""A Google Cloud Storage bucket as a backend, through the official `google-cloud-storage` client."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import weakref
+from typing import Any
+
+from ig_story_metrics.storage.backend import (
+    JSON_CONTENT_TYPE,
+    PARQUET_CONTENT_TYPE,
+    ConflictError,
+    StorageError,
+)
+
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
+
+
+class GcsBackend:
+    """A GCS bucket (and optional prefix), through the official `google-cloud-storage` client.
+
+    Generation = the object's GCS generation (0 = absent). A write is one multipart upload (the
+    client uses one request for objects up to 8 MiB: no `chunk_size`, size known) with
+    `if_generation_match`: GCS replaces the object atomically or answers 412, which becomes a
+    `ConflictError` so `Storage` re-reads and merges again.
+
+    Transient failures (429, 408, 5xx, connection resets, timeouts) are retried with exponential
+    backoff for at most `retry_seconds` per request. Retrying the upload is safe because it carries
+    the generation precondition: if an attempt landed but its answer was lost, the retry gets a 412,
+    `Storage` re-reads a file that already holds this run's rows and replaces them (same `run_id`),
+    so nothing is duplicated and no concurrent writer's rows are overwritten.
+
+    The client is created on first use, once per backend: with Application Default Credentials, or
+    anonymously (project `project` or "test") when an `emulator_host` is given (from the settings'
+    `STORAGE_EMULATOR_HOST`).
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        retry_seconds: float = 60.0,
+        request_timeout: float = 60.0,
+        emulator_host: str | None = None,
+        project: str | None = None,
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.retry_seconds = retry_seconds
+        self.request_timeout = request_timeout
+        self.emulator_host = emulator_host
+        self.project = project
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._finalizer: weakref.finalize[Any, GcsBackend] | None = None
+
+    def object_name(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def url(self, key: str) -> str:
+        return f"gs://{self.bucket}/{self.object_name(key)}"
+
+    def client(self) -> Any:
+        """The storage client, created on first use (thread-safe, once per backend)."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = _make_client(self.emulator_host, self.project)
+                # Close its HTTP connections when the backend goes away, even if nobody calls close().
+                self._finalizer = weakref.finalize(self, self._client.close)
+            return self._client
+
+    def close(self) -> None:
+        with self._client_lock:
+            if self._finalizer is not None:
+                self._finalizer()
+            self._client = None
+            self._finalizer = None
+
+    def _retry(self) -> Any:
+        from google.cloud.storage.retry import DEFAULT_RETRY  # noqa: PLC0415 - only when GCS is used
+
+        return DEFAULT_RETRY.with_delay(initial=0.25, maximum=8.0, multiplier=2.0).with_timeout(
+            self.retry_seconds
+        )
+
+    def _blob(self, key: str, action: str) -> Any:
+        try:
+            return self.client().bucket(self.bucket).blob(self.object_name(key))
+        except Exception as exc:  # credentials and client construction errors of every kind
+            raise StorageError(self._describe(action, key, exc)) from None
+
+    def read(self, key: str) -> tuple[bytes | None, int]:
+        from google.api_core.exceptions import NotFound  # noqa: PLC0415 - only when GCS is used
+
+        blob = self._blob(key, "read")
+
+        def download() -> bytes:
+            # One request: the bytes and the generation they belong to (x-goog-generation header).
+            # Retried here rather than inside the client, which drops the streamed answer of a
+            # failed attempt without closing it (its socket stays open until garbage collection).
+            try:
+                return bytes(blob.download_as_bytes(retry=None, timeout=self.request_timeout))
+            except Exception as exc:
+                _release(exc)
+                raise
+
+        try:
+            data = self._retry()(download)()
+        except NotFound:
+            return None, 0  # no file yet today (a missing bucket shows up on the write)
+        except Exception as exc:
+            raise StorageError(self._describe("read", key, exc)) from None
+        generation = blob.generation
+        if not generation:
+            raise StorageError(f"cannot read {self.url(key)}: GCS answered without a generation")
+        return data, int(generation)
+
+    def write(self, key: str, data: bytes, *, if_generation: int) -> None:
+        from google.api_core.exceptions import PreconditionFailed  # noqa: PLC0415
+
+        blob = self._blob(key, "write")
+        content_type = PARQUET_CONTENT_TYPE if key.endswith(".parquet") else JSON_CONTENT_TYPE
+        try:
+            blob.upload_from_string(
+                data,
+                content_type=content_type,
+                if_generation_match=if_generation,
+                retry=self._retry(),  # safe: the upload always carries the generation precondition
+                timeout=self.request_timeout,
+            )
+        except PreconditionFailed as exc:
+            _release(exc)
+            raise ConflictError(f"{self.url(key)} changed while it was being merged") from None
+        except Exception as exc:
+            _release(exc)
+            raise StorageError(self._describe("write", key, exc)) from None
+
+    def locked(self, key: str) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def _describe(self, action: str, key: str, exc: BaseException) -> str:
+        """One line naming the bucket and object, for the run report."""
+        return f"cannot {action} {self.url(key)}: {_explain_gcs_error(exc, self, action)}"
+
+
+def _release(exc: BaseException) -> None:
+    """Give the connection of an error answer back: downloads are streamed, and an unread error
+    body would otherwise keep its socket open until garbage collection."""
+    for error in (exc, getattr(exc, "cause", None)):
+        response = getattr(error, "response", None)
+        if response is not None and hasattr(response, "close"):
+            with contextlib.suppress(Exception):
+                response.close()
+
+
+def _make_client(emulator_host: str | None, project: str | None) -> Any:
+    from google.cloud import storage as gcs  # noqa: PLC0415 - keeps local-only runs light
+
+    if emulator_host:
+        from google.auth.credentials import AnonymousCredentials  # noqa: PLC0415
+
+        credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+        client = gcs.Client(
+            project=project or "test",
+            credentials=credentials,
+            client_options={"api_endpoint": _endpoint(emulator_host)},
+        )
+    else:
+        client = gcs.Client(project=project) if project else gcs.Client()
+    # google-cloud-storage >= 3.x fetches bucket metadata for telemetry in background threads
+    # (GET /b/{bucket} on first use and after every 404). We only touch objects: those calls
+    # would need storage.buckets.get, and they outlive close() with open sockets. Turn them off.
+    if getattr(client, "_bucket_metadata_cache", None) is not None:
+        client._bucket_metadata_cache = None
+    return client
+
+
+def _endpoint(host: str) -> str:
+    return host if "://" in host else f"http://{host}"
+
+
+def _explain_gcs_error(exc: BaseException, backend: GcsBackend, action: str) -> str:
+    from google.api_core import exceptions as api  # noqa: PLC0415
+    from google.auth import exceptions as auth  # noqa: PLC0415
+
+    if isinstance(exc, api.RetryError):
+        cause = exc.cause if exc.cause is not None else exc
+        return (
+            f"gave up after retrying for {backend.retry_seconds:g} s "
+            f"({_explain_gcs_error(cause, backend, action)})"
+        )
+    if isinstance(exc, auth.DefaultCredentialsError):
+        return (
+            "no usable Google Cloud credentials (set GOOGLE_APPLICATION_CREDENTIALS, run "
+            f"`gcloud auth application-default login`, or run as a service account): {line(exc)}"
+        )
+    if isinstance(exc, api.NotFound) and action == "write":
+        return f"bucket {backend.bucket!r} does not exist (404)"
+    if isinstance(exc, api.Forbidden | api.Unauthorized):
+        return (
+            f"permission denied ({exc.code}): {_server_message(exc)}; the service account needs "
+            f"roles/storage.objectUser on bucket {backend.bucket!r}"
+        )
+    if isinstance(exc, api.GoogleAPICallError):
+        return f"GCS answered {exc.code}: {_server_message(exc)}"
+    if isinstance(exc, auth.GoogleAuthError):
+        return f"authentication failed: {line(exc)}"
+    return f"{type(exc).__name__}: {line(exc)}"
+
+
+def _server_message(exc: Any) -> str:
+    """The `error.message` of a GCS JSON error body, else the exception's first line."""
+    for error in getattr(exc, "errors", None) or ():
+        if isinstance(error, dict) and error.get("message"):
+            return line(error["message"])
+    response = getattr(exc, "response", None)
+    with contextlib.suppress(Exception):
+        body = response.json() if response is not None else None
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            message = body["error"].get("message")
+            if message:
+                return line(message)
+    return line(exc)
+
+
+def line(value: object, limit: int = 300) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
