@@ -1,6 +1,7 @@
 # Two commands on a fresh machine with only Python 3.11+, git and make:
 #   make demo   creates .venv, installs the tool, runs one hourly job on the built-in simulator into ./data
-#   make test   creates .venv with the dev tools, runs ruff, ruff format --check, mypy --strict, pytest
+#   make test   creates .venv with the dev tools, runs ruff, ruff format --check, lint-imports,
+#               mypy --strict, pytest
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -25,6 +26,7 @@ demo: $(VENV)/.installed
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PYTHONPATH=src $(BIN)/lint-imports
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy --strict src

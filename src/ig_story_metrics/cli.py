@@ -6,9 +6,11 @@ Exit codes: 0 every account captured, 1 at least one account failed (the others 
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import sys
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import SecretStr
@@ -121,56 +123,39 @@ def demo(
     _finish(report, as_json)
 
 
-@app.command()
+def _fault_parameters() -> list[inspect.Parameter]:
+    """One command-line option per `Faults` field (the simulator's one definition of faults)."""
+    params = []
+    for spec in dataclasses.fields(Faults):
+        if spec.name == "seed":
+            continue
+        meta = spec.metadata
+        flag = meta.get("flag") or "--" + spec.name.replace("_", "-")
+        annotation: Any
+        if isinstance(spec.default, frozenset):
+            annotation = Annotated[list[str] | None, typer.Option(flag, help=meta["help"])]
+            default: object = None
+        else:
+            kind = type(spec.default)
+            option = typer.Option(flag, min=meta.get("min"), max=meta.get("max"), help=meta["help"])
+            annotation = Annotated[kind, option]
+            default = spec.default
+        params.append(
+            inspect.Parameter(
+                spec.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+            )
+        )
+    return params
+
+
 def simulate(
-    port: Annotated[int, typer.Option(help="TCP port (0: a free one).")] = 8080,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: a free one).")] = 8080,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     seed: Annotated[int, typer.Option(help="Seed of the accounts, stories and faults.")] = 0,
-    page_size: Annotated[int, typer.Option(help="Most stories per listing page.")] = 25,
-    transient_rate: Annotated[
-        float,
-        typer.Option(min=0.0, max=1.0, help="Share of calls failing with code 1 or 2 (HTTP 5xx)."),
-    ] = 0.0,
-    throttle_rate: Annotated[
-        float,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Share of calls that start a throttling burst: #80002 with "
-            "estimated_time_to_regain_access for every call of that account during the burst.",
-        ),
-    ] = 0.0,
-    throttle_seconds: Annotated[float, typer.Option(help="Length of a throttling burst.")] = 60.0,
-    slow_rate: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Share of answers delayed by --slow-seconds.")
-    ] = 0.0,
-    slow_seconds: Annotated[float, typer.Option(help="Delay of a slow answer.")] = 5.0,
-    drop_rate: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Share of connections closed without answer.")
-    ] = 0.0,
-    html_rate: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Share of answers replaced by an HTML 502 page.")
-    ] = 0.0,
-    null_rate: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Share of batch operations left null.")
-    ] = 0.0,
-    expire_rate: Annotated[
-        float,
-        typer.Option(
-            min=0.0, max=1.0, help="Share of listed stories that expire before their insights."
-        ),
-    ] = 0.0,
-    usage_percent: Annotated[
-        float, typer.Option(min=0.0, max=100.0, help="Least usage percentage in usage headers.")
-    ] = 0.0,
-    expired_token: Annotated[
-        list[str] | None,
-        typer.Option(help="Account whose token has expired (#190/463); repeatable."),
-    ] = None,
-    reject_metric: Annotated[
-        list[str] | None,
-        typer.Option(help="Metric refused with #100 for every story, e.g. views; repeatable."),
-    ] = None,
+    page_size: Annotated[
+        int, typer.Option(min=1, max=100, help="Most stories per listing page.")
+    ] = 25,
+    **fault_options: Any,
 ) -> None:
     """Serve the Graph API simulator alone, for trying the tool, dashboards, load or failures.
 
@@ -182,21 +167,11 @@ def simulate(
     Example: ig-story-metrics simulate --transient-rate 0.2 --throttle-rate 0.02
     --reject-metric views --expired-token MD
     """
-    faults = Faults(
-        seed=seed,
-        transient_rate=transient_rate,
-        throttle_rate=throttle_rate,
-        throttle_seconds=throttle_seconds,
-        slow_rate=slow_rate,
-        slow_seconds=slow_seconds,
-        drop_rate=drop_rate,
-        html_rate=html_rate,
-        null_rate=null_rate,
-        expire_rate=expire_rate,
-        usage_percent=usage_percent,
-        expired_tokens=frozenset(expired_token or ()),
-        rejected_metrics=frozenset(reject_metric or ()),
-    )
+    values: dict[str, Any] = {
+        name: frozenset(value or ()) if isinstance(value, list | type(None)) else value
+        for name, value in fault_options.items()
+    }
+    faults = Faults(seed=seed, **values)
     try:
         server = simulator_server(
             seed=seed, host=host, port=port, page_size=page_size, faults=faults
@@ -214,6 +189,15 @@ def simulate(
         server.serve_forever()
     except KeyboardInterrupt:
         console.print("stopped")
+
+
+_own = [
+    p
+    for p in inspect.signature(simulate, eval_str=True).parameters.values()
+    if p.kind is not inspect.Parameter.VAR_KEYWORD
+]
+simulate.__signature__ = inspect.Signature([*_own, *_fault_parameters()])  # type: ignore[attr-defined]
+app.command()(simulate)
 
 
 def main() -> None:

@@ -115,6 +115,12 @@ def _log_account(log: logging.Logger, run_id: str, account: AccountReport) -> No
             account.stored_rows,
             extra={"event": "account_failed", **base, "error": account.error, **counts},
         )
+    _log_story_warnings(log, account, base)
+
+
+def _log_story_warnings(log: logging.Logger, account: AccountReport, base: dict[str, str]) -> None:
+    """WARNINGs for what Meta withheld or refused, and the account's own warnings."""
+    name = account.account
     below = [p.story_id for p in account.problems if p.status == "not_enough_viewers"]
     if account.below_threshold:
         log.warning(

@@ -10,25 +10,64 @@ import hashlib
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
+
+
+def option(
+    default: object,
+    help: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    flag: str | None = None,
+) -> Any:
+    """A fault field that `ig-story-metrics simulate` offers as a command-line option.
+
+    `low`/`high` bound numbers; `flag` names the option when it is not the field's name in
+    kebab-case; set-valued fields are repeatable options.
+    """
+    if isinstance(default, frozenset):
+        return field(default=default, metadata={"help": help, "flag": flag})
+    return field(default=default, metadata={"help": help, "min": low, "max": high, "flag": flag})
+
+
+def _rate(help: str) -> Any:
+    return option(0.0, help, low=0.0, high=1.0)
 
 
 @dataclass(frozen=True, slots=True)
 class Faults:
-    """What to break, and how often (rates are fractions from 0 to 1)."""
+    """What to break, and how often (rates are fractions from 0 to 1).
+
+    The one definition of the simulator's faults: `simulate` builds its options from these fields.
+    """
 
     seed: int = 0
-    transient_rate: float = 0.0  # operations answered code 1 / 2 (HTTP 500 / 503)
-    throttle_rate: float = 0.0  # operations that start a throttling burst for their account
-    throttle_seconds: float = 1.0  # how long a burst lasts (announced in the usage header)
-    slow_rate: float = 0.0  # HTTP answers delayed by slow_seconds
-    slow_seconds: float = 2.0
-    drop_rate: float = 0.0  # HTTP connections closed without an answer
-    html_rate: float = 0.0  # HTTP answers replaced by an HTML 502 page
-    null_rate: float = 0.0  # batch operations left unfinished (a null slot)
-    expire_rate: float = 0.0  # listed stories that expire before their insights are asked
-    usage_percent: float = 0.0  # the least call_count percentage the usage headers report
-    expired_tokens: frozenset[str] = frozenset()  # accounts whose token has expired (#190/463)
-    rejected_metrics: frozenset[str] = frozenset()  # metrics refused with #100 for every story
+    transient_rate: float = _rate("Share of calls failing with code 1 or 2 (HTTP 5xx).")
+    throttle_rate: float = _rate(
+        "Share of calls that start a throttling burst: #80002 with "
+        "estimated_time_to_regain_access for every call of that account during the burst."
+    )
+    throttle_seconds: float = option(60.0, "Length of a throttling burst.", low=0.0, high=3600.0)
+    slow_rate: float = _rate("Share of answers delayed by --slow-seconds.")
+    slow_seconds: float = option(5.0, "Delay of a slow answer.", low=0.0, high=600.0)
+    drop_rate: float = _rate("Share of connections closed without answer.")
+    html_rate: float = _rate("Share of answers replaced by an HTML 502 page.")
+    null_rate: float = _rate("Share of batch operations left null.")
+    expire_rate: float = _rate("Share of listed stories that expire before their insights.")
+    usage_percent: float = option(
+        0.0, "Least usage percentage in usage headers.", low=0.0, high=100.0
+    )
+    expired_tokens: frozenset[str] = option(
+        frozenset(),
+        "Account whose token has expired (#190/463); repeatable.",
+        flag="--expired-token",
+    )
+    rejected_metrics: frozenset[str] = option(
+        frozenset(),
+        "Metric refused with #100 for every story, e.g. views; repeatable.",
+        flag="--reject-metric",
+    )
 
     @property
     def any(self) -> bool:
