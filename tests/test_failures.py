@@ -46,8 +46,9 @@ def test_transient_errors_and_throttling_bursts_lose_nothing(tmp_path: Path) -> 
 
 
 def test_dropped_connections_html_pages_and_null_slots_are_retried(tmp_path: Path) -> None:
-    """Connections closed mid-request, HTML 502 pages and null batch slots are retried to success."""
-    faults = Faults(seed=5, drop_rate=0.15, html_rate=0.15, null_rate=0.15)
+    """Connections closed mid-request, HTML 502 pages, bodies that are not the gzip they claim
+    and null batch slots are retried to success."""
+    faults = Faults(seed=5, drop_rate=0.15, html_rate=0.15, null_rate=0.15, corrupt_gzip_rate=0.15)
     with make_server(faults=faults) as server:
         report = run(server, tmp_path)
     assert report.exit_code == 0, report.to_json()
