@@ -9,9 +9,18 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+import polars as pl
 import pytest
 
-from ig_story_metrics.settings import Settings, load_settings
+from ig_story_metrics.jobs import hourly
+from ig_story_metrics.report.models import RunReport
+from ig_story_metrics.settings import (
+    Settings,
+    load_accounts,
+    load_settings,
+    resolve_tokens,
+    select_accounts,
+)
 from ig_story_metrics.simulator import (
     SEED_ACCOUNTS,
     Faults,
@@ -105,3 +114,38 @@ def run_cli(
         timeout=120,
         check=False,
     )
+
+
+# Retries and waits in milliseconds, so a test run is fast; the logic is the production one.
+FAST = {
+    "IG_BACKOFF_BASE_SECONDS": "0.005",
+    "IG_BACKOFF_MAX_SECONDS": "0.05",
+    "IG_MAX_ATTEMPTS": "8",
+}
+
+
+def run(server: SimulatorServer, tmp_path: Path, **env: str) -> RunReport:
+    """One hourly run of every seed account against `server`, at NOW, into tmp_path/lake."""
+    accounts = write_accounts(tmp_path / "accounts.toml")
+    settings = load_settings(env_for(server, tmp_path, accounts, **{**FAST, **env}))
+    chosen = select_accounts(load_accounts(accounts), [], all_accounts=True)
+    return hourly.run(settings, chosen, resolve_tokens(settings, chosen, env={}), clock=frozen())
+
+
+def stored(tmp_path: Path) -> pl.DataFrame:
+    """Every row the runs stored under tmp_path/lake."""
+    return pl.read_parquet(tmp_path / "lake/Instagram/*/insights/stories/*/*.parquet")
+
+
+def assert_exact(server: SimulatorServer, frame: pl.DataFrame) -> int:
+    """Every `ok` row equals the simulator's ground truth; returns how many were checked."""
+    ok = frame.filter(pl.col("insights_status") == "ok")
+    for row in ok.iter_rows(named=True):
+        truth = server.simulator.truth(row["story_id"], NOW)
+        assert truth is not None
+        assert {k: row[k] for k in truth} == truth, row["story_id"]
+    return ok.height
+
+
+def live_count(server: SimulatorServer) -> int:
+    return sum(len(server.simulator.world.live_stories(a)) for a in SEED_ACCOUNTS)

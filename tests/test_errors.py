@@ -54,7 +54,7 @@ CASES = [
     (400, err(102, "Session key invalid"), (), e.AccountFatal),
     (400, err(200, "(#200) Permissions error"), (), e.AccountFatal),
     (400, err(3, "Application does not have the capability"), (), e.AccountFatal),
-    (400, err(100, "Unsupported get request.", error_subcode=33), (), e.StoryExpired),
+    (400, err(100, "Unsupported get request.", error_subcode=33), (), e.UnsupportedRequest),
     (
         400,
         err(100, "(#100) The Media Insights API does not support the views metric for this media"),

@@ -8,44 +8,27 @@ from pathlib import Path
 
 import polars as pl
 
-from ig_story_metrics.jobs import hourly
-from ig_story_metrics.report.models import RunReport
-from ig_story_metrics.settings import load_accounts, load_settings, resolve_tokens, select_accounts
-from ig_story_metrics.simulator import SEED_ACCOUNTS, Faults, SimulatorServer
+from ig_story_metrics.simulator import (
+    SEED_ACCOUNTS,
+    Answer,
+    Faults,
+    Request,
+    Response,
+)
 
-from .conftest import NOW, SECRET_TOKEN, env_for, frozen, make_server, run_cli, write_accounts
-
-# Retries and waits in milliseconds, so a test run is fast; the logic is the production one.
-FAST = {
-    "IG_BACKOFF_BASE_SECONDS": "0.005",
-    "IG_BACKOFF_MAX_SECONDS": "0.05",
-    "IG_MAX_ATTEMPTS": "8",
-}
-
-
-def run(server: SimulatorServer, tmp_path: Path, **env: str) -> RunReport:
-    accounts = write_accounts(tmp_path / "accounts.toml")
-    settings = load_settings(env_for(server, tmp_path, accounts, **{**FAST, **env}))
-    chosen = select_accounts(load_accounts(accounts), [], all_accounts=True)
-    return hourly.run(settings, chosen, resolve_tokens(settings, chosen, env={}), clock=frozen())
-
-
-def stored(tmp_path: Path) -> pl.DataFrame:
-    return pl.read_parquet(tmp_path / "lake/Instagram/*/insights/stories/*/*.parquet")
-
-
-def assert_exact(server: SimulatorServer, frame: pl.DataFrame) -> int:
-    """Every captured row equals the simulator's ground truth; returns how many were checked."""
-    ok = frame.filter(pl.col("insights_status") == "ok")
-    for row in ok.iter_rows(named=True):
-        truth = server.simulator.truth(row["story_id"], NOW)
-        assert truth is not None
-        assert {k: row[k] for k in truth} == truth, row["story_id"]
-    return ok.height
-
-
-def live_count(server: SimulatorServer) -> int:
-    return sum(len(server.simulator.world.live_stories(a)) for a in SEED_ACCOUNTS)
+from .conftest import (
+    FAST,
+    NOW,
+    SECRET_TOKEN,
+    assert_exact,
+    env_for,
+    live_count,
+    make_server,
+    run,
+    run_cli,
+    stored,
+    write_accounts,
+)
 
 
 def test_transient_errors_and_throttling_bursts_lose_nothing(tmp_path: Path) -> None:
@@ -63,8 +46,9 @@ def test_transient_errors_and_throttling_bursts_lose_nothing(tmp_path: Path) -> 
 
 
 def test_dropped_connections_html_pages_and_null_slots_are_retried(tmp_path: Path) -> None:
-    """Connections closed mid-request, HTML 502 pages and null batch slots are retried to success."""
-    faults = Faults(seed=5, drop_rate=0.15, html_rate=0.15, null_rate=0.15)
+    """Connections closed mid-request, HTML 502 pages, bodies that are not the gzip they claim
+    and null batch slots are retried to success."""
+    faults = Faults(seed=5, drop_rate=0.15, html_rate=0.15, null_rate=0.15, corrupt_gzip_rate=0.15)
     with make_server(faults=faults) as server:
         report = run(server, tmp_path)
     assert report.exit_code == 0, report.to_json()
@@ -94,7 +78,8 @@ def test_high_usage_pauses_the_account_before_the_wall(tmp_path: Path) -> None:
 
 
 def test_rejected_metric_costs_only_itself_and_is_asked_once(tmp_path: Path) -> None:
-    """views refused with #100: the row keeps every other metric, views null, status partial."""
+    """views refused with #100 for every story: the row keeps every other metric, views null,
+    status partial; each account stops asking for it after its first batch."""
     with make_server(faults=Faults(rejected_metrics=frozenset({"views"}))) as server:
         report = run(server, tmp_path, IG_MAX_CONCURRENT_ACCOUNTS="1")
         operations = server.simulator.stats.operations
@@ -113,24 +98,24 @@ def test_rejected_metric_costs_only_itself_and_is_asked_once(tmp_path: Path) -> 
             k: v for k, v in truth.items() if k != "views"
         }
     assert any(a.rejected_metrics == ["views"] for a in report.accounts)
-    # remembered for the run: only the stories of the first batch (50 operations: 17 stories)
-    # were asked twice; every later batch and account left views out from the start
-    assert operations == live_count(server) * 3 + 17
+    # per account: the stories of its first batch (50 operations: up to 17 stories) were asked
+    # twice; the account's later batches left views out, saying so
+    first_batches = sum(min(len(server.simulator.world.live_stories(a)), 17) for a in SEED_ACCOUNTS)
+    assert operations == live_count(server) * 3 + first_batches
+    assert any("not asked: views" in (m or "") for m in partial["insights_error"])
 
 
 def test_unnamed_metric_rejection_is_found_by_probing(tmp_path: Path) -> None:
     """When #100 does not name the metric, one call per metric finds it; the others are kept."""
     with make_server(faults=Faults(rejected_metrics=frozenset({"reposts"}))) as server:
         # the simulator names the metric; make Meta's vaguer message come back instead
-        original = server.simulator._validate
+        def vague(request: Request, answer: Answer) -> Response:
+            status, headers, body = answer()
+            if status == 400 and "reposts metric" in json.dumps(body):
+                body["error"]["message"] = "(#100) The value must be a valid insights metric"
+            return status, headers, body
 
-        def vague(metrics: list[str], breakdown: str | None):  # type: ignore[no-untyped-def]
-            answer = original(metrics, breakdown)
-            if answer is not None and "reposts" in json.dumps(answer[2]):
-                answer[2]["error"]["message"] = "(#100) The value must be a valid insights metric"
-            return answer
-
-        server.simulator._validate = vague  # type: ignore[method-assign]
+        server.simulator.override("insights", vague)
         report = run(server, tmp_path)
     frame = stored(tmp_path)
     partial = frame.filter(pl.col("insights_status") == "partial")
@@ -202,23 +187,19 @@ def test_faults_beyond_the_budget_end_in_time_and_keep_what_was_captured(tmp_pat
 def test_bad_payloads_do_not_crash_the_run(tmp_path: Path) -> None:
     """Missing fields, wrong types and unknown new metrics are parsed tolerantly."""
     with make_server() as server:
-        simulator = server.simulator
-        original = simulator._stories
 
-        def odd_listing(request, match):  # type: ignore[no-untyped-def]
-            status, headers, body = original(request, match)
+        def odd_listing(request: Request, answer: Answer) -> Response:
+            status, headers, body = answer()
             if isinstance(body, dict) and body.get("data"):
                 body["data"].append({"id": "not-a-number"})
-                body["data"].append({"id": "1800000000000099"})  # no timestamp
                 body["data"][0]["media_type"] = 7
                 body["data"][0]["brand_new_field"] = {"x": 1}
             return status, headers, body
 
-        simulator._stories = odd_listing  # type: ignore[method-assign]
-        simulator.routes[0] = (simulator.routes[0][0], simulator.routes[0][1], odd_listing)
+        server.simulator.override("stories", odd_listing)
         report = run(server, tmp_path)
     assert report.exit_code == 0
-    assert any("without a valid timestamp" in w for a in report.accounts for w in a.warnings)
+    assert any("without a valid id" in w for a in report.accounts for w in a.warnings)
     frame = stored(tmp_path)
     assert frame.height == live_count(server)
     assert frame["media_type"].null_count() >= 1

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from ig_story_metrics.graph.client import GraphClient, Session
 from ig_story_metrics.graph.errors import AccountFatal, NotEnoughViewers
-from ig_story_metrics.graph.insights import fetch_insights
+from ig_story_metrics.graph.insights import Insights, fetch_insights
 from ig_story_metrics.graph.outcome import story_outcome
 from ig_story_metrics.graph.stories import list_stories
 from ig_story_metrics.model.metrics import NAVIGATION_PARTS, PROFILE_ACTIVITY_PARTS
@@ -86,7 +86,8 @@ def test_sixteen_stories_cost_two_round_trips() -> None:
             async with client_for(server) as client:
                 session = npi()
                 listing = await list_stories(client, session)
-                results = await fetch_insights(client, session, [s.id for s in listing.stories])
+                insights = await fetch_insights(client, session, [s.id for s in listing.stories])
+                results = insights.results
                 assert len(results) == 16
                 assert all(len(calls) == 3 for calls in results.values())
                 return session.counters.http_requests
@@ -103,14 +104,14 @@ def test_insights_match_ground_truth_in_both_shapes() -> None:
         world = server.simulator.world
         stories = world.live_stories("NPI")
 
-        async def go() -> dict[str, list[object]]:
+        async def go() -> Insights:
             async with client_for(server) as client:
-                return await fetch_insights(client, npi(), [s.id for s in stories])  # type: ignore[return-value]
+                return await fetch_insights(client, npi(), [s.id for s in stories])
 
-        results = asyncio.run(go())
+        results = asyncio.run(go()).results
         checked = 0
         for story in stories:
-            metrics, status, _ = story_outcome(story, results[story.id], NOW)  # type: ignore[arg-type]
+            metrics, status, _ = story_outcome(story, results[story.id], NOW)
             truth = server.simulator.truth(story.id)
             assert truth is not None
             if truth["reach"] < 5:
@@ -142,8 +143,8 @@ def test_not_enough_viewers_is_classified_per_story() -> None:
 
         async def go() -> None:
             async with client_for(server) as client:
-                results = await fetch_insights(client, npi(), [small[0].id])
-                errors = [r.error for r in results[small[0].id]]
+                insights = await fetch_insights(client, npi(), [small[0].id])
+                errors = [r.error for r in insights.results[small[0].id]]
                 assert all(isinstance(e, NotEnoughViewers) for e in errors)
 
         asyncio.run(go())

@@ -112,6 +112,59 @@ def test_breakdown_without_total_leaves_parts_null() -> None:
     assert values["taps_forward"] is None
 
 
+def _navigation(total: dict[str, Any], **item: Any) -> dict[str, Any]:
+    return {"data": [{"name": "navigation", "total_value": total, **item}]}
+
+
+RESULTS = [
+    {"dimension_values": ["TAP_FORWARD"], "value": 19},
+    {"dimension_values": ["Tap_Back"], "value": 4},
+    {"dimension_values": ["tap_exit"], "value": 2},
+]
+
+
+def test_breakdown_without_its_total_is_the_sum_of_its_parts() -> None:
+    """No `value`, no `values`: total = sum of the parts (any case); a left-out part is 0."""
+    payload = _navigation(
+        {"breakdowns": [{"dimension_keys": ["story_navigation_action_type"], "results": RESULTS}]}
+    )
+    assert parse_insights(payload) == {
+        "navigation": 25,
+        "taps_forward": 19,
+        "taps_back": 4,
+        "taps_exit": 2,
+        "swipe_forward": 0,
+    }
+
+
+def test_breakdown_without_dimension_keys_is_single_dimension() -> None:
+    """Results without `dimension_keys` are the metric's own (single) dimension."""
+    payload = _navigation({"value": 25, "breakdowns": [{"results": RESULTS}]})
+    assert parse_insights(payload)["taps_back"] == 4
+    assert parse_insights(payload)["swipe_forward"] == 0
+
+
+def test_total_without_breakdown_has_unknown_parts() -> None:
+    """A total and no breakdown: the parts are null, unless the total is 0."""
+    assert parse_insights(_navigation({"value": 25}))["taps_forward"] is None
+    assert parse_insights(_navigation({"value": 25}, values=[{"value": 25}]))["navigation"] == 25
+    assert parse_insights(_navigation({"value": 0}))["taps_exit"] == 0
+
+
+def test_values_that_are_not_counts_are_refused() -> None:
+    """ "123", 1.5, -3, 2**70 and true are not counts: None, never a guess."""
+    for bad in ("123", 1.5, -3, 2**70, True):
+        assert parse_insights({"data": [{"name": "reach", "values": [{"value": bad}]}]}) == {
+            "reach": None
+        }
+    unreadable = [*RESULTS[:2], {"dimension_values": ["tap_exit"], "value": "2"}]
+    payload = _navigation({"breakdowns": [{"results": unreadable}]})
+    values = parse_insights(payload)
+    assert values["taps_exit"] is None
+    assert values["navigation"] is None  # the sum of the parts is unknown
+    assert values["taps_forward"] == 19
+
+
 def test_malformed_payloads_do_not_crash() -> None:
     """Wrongly typed elements are skipped: the parse is tolerant, never a crash."""
     for payload in (None, [], "x", {"data": "x"}, {"data": [1, None, {"name": 3}]}):

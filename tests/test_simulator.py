@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
-from ig_story_metrics.simulator import SEED_ACCOUNTS, SimulatorServer, World
+from ig_story_metrics.cli import app
+from ig_story_metrics.simulator import (
+    SEED_ACCOUNTS,
+    Answer,
+    Faults,
+    Request,
+    Response,
+    SimulatorServer,
+    World,
+)
 
-from .conftest import NOW, SECRET_TOKEN
+from .conftest import NOW, SECRET_TOKEN, make_server
 
 AUTH = {"Authorization": f"Bearer {SECRET_TOKEN}"}
 
@@ -135,3 +147,84 @@ def test_world_is_deterministic_and_stories_live_24_hours() -> None:
     late = story.metrics(story.posted_at + timedelta(hours=20))
     assert all(late[k] >= early[k] for k in early)
     assert a.story(story.id) == story
+
+
+def test_named_route_override_wraps_replaces_and_is_removed(sim: SimulatorServer) -> None:
+    """`override(name, fn)` changes a route's answer (plain and inside a batch) until removed."""
+    story = live_story(sim)
+    truth = sim.simulator.truth(story)
+    assert truth is not None
+
+    def double(request: Request, answer: Answer) -> Response:
+        status, headers, body = answer()
+        body["data"][0]["values"][0]["value"] *= 2
+        return status, headers, body
+
+    remove = sim.simulator.override("insights", double)
+    doubled = get(sim, f"{story}/insights", metric="reach").json()
+    assert doubled["data"][0]["values"][0]["value"] == 2 * truth["reach"]
+    ops = [{"method": "GET", "relative_url": f"{story}/insights?metric=reach"}]
+    batch = httpx.post(
+        f"{sim.url}/v25.0/", data={"access_token": SECRET_TOKEN, "batch": json.dumps(ops)}
+    ).json()
+    assert json.loads(batch[0]["body"])["data"][0]["values"][0]["value"] == 2 * truth["reach"]
+    remove()
+    plain = get(sim, f"{story}/insights", metric="reach").json()
+    assert plain["data"][0]["values"][0]["value"] == truth["reach"]
+    sim.simulator.override("stories", lambda request, answer: (200, {}, {"data": []}))
+    assert get(sim, f"{SEED_ACCOUNTS['NPI']}/stories").json() == {"data": []}
+    with pytest.raises(ValueError, match="unknown route"):
+        sim.simulator.override("nope", double)
+
+
+def _navigation(faults: Faults) -> dict[str, Any]:
+    with make_server(faults=faults) as server:
+        story = live_story(server, min_reach=100)
+        answer = get(
+            server,
+            f"{story}/insights",
+            metric="navigation",
+            breakdown="story_navigation_action_type",
+        )
+    item: dict[str, Any] = answer.json()["data"][0]
+    return item
+
+
+def test_breakdown_shapes_are_served_on_request() -> None:
+    """Breakdowns without total, without dimension_keys, without breakdowns, in odd case."""
+    no_total = _navigation(Faults(no_total_rate=1.0))
+    assert "values" not in no_total
+    assert "value" not in no_total["total_value"]
+    assert no_total["total_value"]["breakdowns"][0]["results"]
+    no_keys = _navigation(Faults(no_dimension_keys_rate=1.0))["total_value"]["breakdowns"][0]
+    assert "dimension_keys" not in no_keys
+    assert no_keys["results"]
+    assert "breakdowns" not in _navigation(Faults(no_breakdown_rate=1.0))["total_value"]
+    odd = _navigation(Faults(odd_case_rate=1.0))["total_value"]["breakdowns"][0]["results"]
+    assert all(not r["dimension_values"][0].islower() for r in odd)
+
+
+def test_unreadable_values_are_served_on_request() -> None:
+    """A metric left out, `"values": []`, a string value, 2**70: each on request."""
+    for faults, check in (
+        (Faults(missing_metric_rate=1.0), lambda data: data == []),
+        (Faults(empty_values_rate=1.0), lambda data: data[0]["values"] == []),
+        (
+            Faults(string_value_rate=1.0),
+            lambda data: isinstance(data[0]["values"][0]["value"], str),
+        ),
+        (Faults(huge_value_rate=1.0), lambda data: data[0]["values"][0]["value"] == 2**70),
+    ):
+        with make_server(faults=faults) as server:
+            data = get(server, f"{live_story(server)}/insights", metric="reach").json()["data"]
+        assert check(data), faults
+
+
+def test_fault_options_are_simulate_options() -> None:
+    """Every Faults field is an option of `ig-story-metrics simulate`, with its help text."""
+    result = CliRunner().invoke(app, ["simulate", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for spec in dataclasses.fields(Faults):
+        if spec.name != "seed":
+            flag = spec.metadata.get("flag") or "--" + spec.name.replace("_", "-")
+            assert flag in result.output, flag

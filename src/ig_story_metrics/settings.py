@@ -14,13 +14,14 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ig_story_metrics.errors import CallerError, ConfigError, SetupError
 from ig_story_metrics.model.accounts import IG_USER_ID, Account, account_name_problem
+from ig_story_metrics.model.metrics import EXTRA_METRICS
 
 __all__ = ["Account", "CallerError", "ConfigError", "Settings", "SetupError"]
 
@@ -62,6 +63,24 @@ class Settings(BaseSettings):
     usage_pause_percent: float = Field(
         default=80.0, gt=0, le=100, validation_alias="IG_USAGE_PAUSE_PERCENT"
     )
+    # Opt-in metrics asked with the plain ones: a comma list of names from EXTRA_METRICS.
+    extra_metrics: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), validation_alias="IG_EXTRA_METRICS"
+    )
+
+    @field_validator("extra_metrics", mode="before")
+    @classmethod
+    def _metric_list(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+        unknown = [n for n in names if n not in EXTRA_METRICS]
+        if unknown:
+            raise ValueError(
+                f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(EXTRA_METRICS)}"
+            )
+        return names
+
     # The platform's and the Google libraries' own variables, read here like every other setting.
     storage_emulator_host: str | None = Field(
         default=None, validation_alias="STORAGE_EMULATOR_HOST"

@@ -5,6 +5,8 @@
   again. Throttling pauses the account for the announced regain time; usage headers at or above the
   policy's threshold pause it before its next call. All waiting is bounded by the run's `Deadline`.
 - `batch()` sends up to 50 GET operations in one POST; `stories.py` and `insights.py` build on it.
+  When Meta refuses a batch POST as a whole with an error that is not transient, throttling or
+  auth (a deprecated request feature), the client sends plain GETs instead for the rest of the run.
 """
 
 from __future__ import annotations
@@ -20,19 +22,23 @@ from pydantic import SecretStr
 
 from ig_story_metrics.clock import Deadline
 from ig_story_metrics.graph.errors import (
+    AccountFatal,
     BadResponse,
     GraphError,
     ThrottledError,
     TransientError,
+    UnsupportedRequest,
     classify,
     parse_json,
 )
 from ig_story_metrics.graph.retry import RetryPolicy
 from ig_story_metrics.graph.usage import Usage, parse_usage
 from ig_story_metrics.model.counters import Counters
+from ig_story_metrics.model.metrics import metric_requests
 from ig_story_metrics.redact import scrub
 
 MAX_BATCH = 50
+PLAIN_CONCURRENCY = 8  # plain GETs in flight per account when batches are refused
 Transport = httpx.AsyncBaseTransport
 
 
@@ -46,15 +52,19 @@ class Session:
     paused_until: float = 0.0  # time.monotonic() before which this account makes no call
     usage: Usage = field(default_factory=Usage)
     counters: Counters = field(default_factory=Counters)
+    # metric -> why this account stopped asking for it in this run (refused for a whole batch)
+    dropped_metrics: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
-    """One answer: HTTP status (None for an unfinished batch slot), parsed body, headers."""
+    """One answer: HTTP status (None for an unfinished batch slot or a failed GET), parsed body,
+    headers; `error` says why a plain GET got no answer."""
 
     status: int | None
     body: object
     headers: Sequence[tuple[str, str]] = ()
+    error: GraphError | None = None
 
 
 class GraphClient:
@@ -71,12 +81,15 @@ class GraphClient:
         policy: RetryPolicy | None = None,
         deadline: Deadline | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        extra_metrics: Sequence[str] = (),
     ) -> None:
         self.version = version
         self.policy = policy or RetryPolicy()
         self.deadline = deadline or Deadline(3600)
-        # Metrics Meta refused in this run: not asked again for later stories or accounts.
-        self.rejected_metrics: set[str] = set()
+        # The insights calls of one story: the plain metrics (with the opt-in ones), breakdowns.
+        self.metric_requests = metric_requests(extra_metrics)
+        # Why Meta refused a batch POST as a whole; from then on this client sends plain GETs.
+        self.batch_refused: GraphError | None = None
         self._sleep = sleep
         self._timeout = timeout
         self._http = httpx.AsyncClient(
@@ -136,6 +149,10 @@ class GraphClient:
             raise TransientError(
                 f"timeout talking to the Graph API ({type(exc).__name__})"
             ) from None
+        except httpx.DecodingError as exc:
+            raise BadResponse(
+                f"answer body that does not decode ({scrub(str(exc)) or type(exc).__name__})"
+            ) from None
         except httpx.TransportError as exc:
             raise TransientError(
                 f"network error talking to the Graph API: {scrub(str(exc)) or type(exc).__name__}"
@@ -150,10 +167,12 @@ class GraphClient:
         build: Callable[[], httpx.Request],
         check: Callable[[object], None],
         operations: int = 1,
+        final: tuple[type[GraphError], ...] = (),
     ) -> object:
         """Send until the answer is usable: retry transient errors and throttling, within budget.
 
-        `check` raises BadResponse when a 2xx body is not of the expected shape (retried too).
+        `check` raises BadResponse when a 2xx body is not of the expected shape (retried too);
+        errors of a `final` kind are never retried.
         """
         attempt = 0
         while True:
@@ -170,6 +189,8 @@ class GraphClient:
                     return answer.body
             except TransientError as exc:
                 error = exc
+            if isinstance(error, final):
+                raise error
             attempt += 1
             decision = self.policy.decide(error, attempt, self.deadline)
             if not decision.retry:
@@ -184,9 +205,37 @@ class GraphClient:
         return self._http.build_request("GET", path, headers=auth)
 
     async def batch(self, session: Session, relative_urls: Sequence[str]) -> list[Exchange]:
-        """One Graph batch POST of GET operations (retried as a whole); answers in request order."""
+        """One Graph batch POST of GET operations (retried as a whole); answers in request order.
+
+        A batch refused as a whole (not transient, throttling or auth) switches this client to
+        plain GETs, one per operation, for the rest of the run.
+        """
         if not 0 < len(relative_urls) <= MAX_BATCH:
             raise ValueError(f"a batch holds 1 to {MAX_BATCH} operations, not {len(relative_urls)}")
+        if self.batch_refused is None:
+            try:
+                return await self._post_batch(session, relative_urls)
+            except GraphError as exc:
+                if not refuses_batches(exc):
+                    raise
+                self.batch_refused = exc
+        return await self._plain(session, relative_urls)
+
+    async def _plain(self, session: Session, relative_urls: Sequence[str]) -> list[Exchange]:
+        """The operations as plain GETs (one attempt each; the caller retries per operation)."""
+        gate = asyncio.Semaphore(PLAIN_CONCURRENCY)
+
+        async def one(url: str) -> Exchange:
+            async with gate:
+                try:
+                    await self._pace(session)
+                    return await self._send(session, self.get(session, f"{self.version}/{url}"), 1)
+                except TransientError as exc:
+                    return Exchange(None, None, error=exc)
+
+        return list(await asyncio.gather(*(one(url) for url in relative_urls)))
+
+    async def _post_batch(self, session: Session, relative_urls: Sequence[str]) -> list[Exchange]:
         ops = [{"method": "GET", "relative_url": url} for url in relative_urls]
         form = {
             "access_token": session.token.get_secret_value(),
@@ -204,9 +253,17 @@ class GraphClient:
             lambda: self._http.build_request("POST", f"{self.version}/", data=form),
             check,
             operations=len(ops),
+            final=(UnsupportedRequest,),
         )
         assert isinstance(body, list)  # noqa: S101 - guaranteed by check
         return [_operation(slot) for slot in body]
+
+
+def refuses_batches(error: GraphError) -> bool:
+    """Whether a batch POST's final error refuses batches as such (send plain GETs instead)."""
+    if isinstance(error, UnsupportedRequest):
+        return True
+    return not isinstance(error, TransientError | ThrottledError | AccountFatal)
 
 
 def _operation(slot: object) -> Exchange:

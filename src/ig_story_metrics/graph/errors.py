@@ -3,11 +3,14 @@
     GraphError                  code, subcode, message, fbtrace_id, http_status
     ├── TransientError          retry with backoff: codes 1 and 2, is_transient, HTTP 5xx, timeouts,
     │   │                       connection resets, a null batch slot
-    │   └── BadResponse         a body that is not the JSON we expect (HTML error page, wrong shape)
+    │   ├── BadResponse         a body that is not the JSON we expect (HTML error page, wrong shape,
+    │   │                       a body that does not decode)
+    │   └── UnsupportedRequest  100/33 "Unsupported get request": the object is gone or invisible,
+    │                           or (on a live story) a disguised throttle: retried; final for an
+    │                           account id (the listing) and for a story past its expiry
     ├── ThrottledError          wait, then retry: codes 4, 17, 32, 341, 613, 80001, 80002, HTTP 429
     ├── StorySkipped            this story has no insights now; record why and move on
-    │   ├── NotEnoughViewers    code 10 whose message says "not enough viewers"
-    │   └── StoryExpired        the story is past its 24 hours (or gone) between listing and insights
+    │   └── NotEnoughViewers    code 10 whose message says "not enough viewers"
     ├── MetricRejected          #100 because of named metrics: drop them and ask again
     ├── AccountFatal            190 (and subcodes), 102, permission errors 10 / 200-299 / 3: stop the account
     └── RequestBug              anything else: our request is wrong, retrying will not help
@@ -91,8 +94,11 @@ class NotEnoughViewers(StorySkipped):
     """Fewer than five viewers: Meta withholds every metric of the story."""
 
 
-class StoryExpired(StorySkipped):
-    """The story left its 24-hour window (or was deleted) after it was listed."""
+class UnsupportedRequest(TransientError):
+    """100/33: the object does not exist, is invisible, or Meta throttles in disguise.
+
+    Whether a story is `expired` is decided from its expiry and the listing, never from this alone.
+    """
 
 
 class MetricRejected(GraphError):
@@ -195,7 +201,7 @@ def classify(
     if err.is_transient or code in TRANSIENT_CODES or status >= 500:
         return make(TransientError)
     if code == 100 and err.subcode == 33:
-        return make(StoryExpired)
+        return make(UnsupportedRequest)
     if code == 100 and requested_metrics and "metric" in text:
         rejected = make(MetricRejected)
         rejected.metrics = rejected_metrics(err.message, requested_metrics)

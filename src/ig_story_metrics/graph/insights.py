@@ -2,14 +2,20 @@
 
 `fetch_insights()` works in rounds: a round sends every pending call in batches; what comes back
 transient or throttled is pending again after the wait `RetryPolicy.decide()` gives (the longest of
-the round), a rejected metric is dropped from its call, and a call whose metric Meta did not name is
-split into one call per metric to find it. Account-fatal errors raise.
+the round). 100/33 on a live story is retried the same way (it may be a throttle in disguise).
+
+- A metric Meta refuses for a story is dropped from that story's call, and only that story's: a
+  call whose metric Meta did not name is split into one call per metric to find it. When one
+  batch shows a metric refused by every story that asked for it, the account stops asking for it
+  for the rest of the run (`Session.dropped_metrics`); the calls it leaves out say so.
+- An account-fatal error (190, a permission #10) stops the account's calls, but keeps every answer
+  already read: the calls left are settled with that error and `Insights.fatal` carries it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,13 +26,12 @@ from ig_story_metrics.graph.errors import (
     GraphError,
     MetricRejected,
     StorySkipped,
-    ThrottledError,
     TransientError,
+    UnsupportedRequest,
     classify,
 )
 from ig_story_metrics.graph.retry import BudgetExhausted
 from ig_story_metrics.graph.usage import parse_usage
-from ig_story_metrics.model.metrics import metric_requests
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,134 +48,244 @@ class InsightsCall:
             params["breakdown"] = self.breakdown
         return f"{self.story_id}/insights?{urlencode(params, safe=',')}"
 
+    @property
+    def label(self) -> str:
+        """How a message names the call: `call for navigation`, `call for views,reach,...`."""
+        return "call for " + ",".join(self.metrics)
+
 
 @dataclass(slots=True)
 class CallResult:
     """What one insights call finally came back with: a payload, or the error to report.
 
-    `rejected` names the metrics Meta refused, which were dropped from the call.
+    `rejected` names the metrics Meta refused for this story (dropped from the call); `not_asked`
+    the metrics the account had stopped asking for (`Session.dropped_metrics`).
     """
 
     call: InsightsCall
     payload: object = None
     error: GraphError | None = None
     rejected: tuple[str, ...] = ()
+    not_asked: tuple[str, ...] = ()
 
 
-Pending = tuple[InsightsCall, tuple[str, ...]]
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    call: InsightsCall
+    rejected: tuple[str, ...] = ()
+    not_asked: tuple[str, ...] = ()
+
+    def result(self, payload: object = None, error: GraphError | None = None) -> CallResult:
+        return CallResult(self.call, payload, error, self.rejected, self.not_asked)
+
+
+@dataclass(slots=True)
+class Insights:
+    """Every call's final result by story, and the account-fatal error that stopped them, if any."""
+
+    results: dict[str, list[CallResult]]
+    fatal: GraphError | None = None
+
+    def refused_metrics(self) -> list[str]:
+        """The metrics refused for some story, or no longer asked by the account."""
+        return sorted(
+            {
+                m
+                for calls in self.results.values()
+                for r in calls
+                for m in (*r.rejected, *r.not_asked)
+            }
+        )
+
+
+def _never(_: str) -> bool:
+    return False
+
+
+@dataclass(slots=True)
+class _Round:
+    again: list[_Pending] = field(default_factory=list)
+    delay: float = 0.0
+    last_error: GraphError | None = None
 
 
 async def fetch_insights(
-    client: GraphClient, session: Session, story_ids: Sequence[str]
-) -> dict[str, list[CallResult]]:
-    """The insights calls of every story, in rounds of batches, each call's final result."""
-    results: dict[str, list[CallResult]] = {story_id: [] for story_id in story_ids}
-    pending: list[Pending] = [
-        (InsightsCall(story_id, metrics, breakdown), ())
+    client: GraphClient,
+    session: Session,
+    story_ids: Sequence[str],
+    *,
+    lapsed: Callable[[str], bool] = _never,
+) -> Insights:
+    """The insights calls of every story, in rounds of batches, each call's final result.
+
+    `lapsed(story_id)` says a story is past its expiry: a 100/33 for it is final at once.
+    """
+    insights = Insights({story_id: [] for story_id in story_ids})
+    pending = [
+        _Pending(InsightsCall(story_id, metrics, breakdown))
         for story_id in story_ids
-        for metrics, breakdown in metric_requests()
+        for metrics, breakdown in client.metric_requests
     ]
     attempts: dict[InsightsCall, int] = {}
     while pending:
-        again: list[Pending] = []
-        delay, last_error = 0.0, None
+        state = _Round()
         for batch in _chunks(pending, MAX_BATCH):
-            # filtered per batch: a metric refused in the previous batch is not asked again
-            chunk = list(_without_rejected(client.rejected_metrics, batch, results))
-            if not chunk:
+            if insights.fatal is not None:
+                _settle_all(insights, batch, insights.fatal)
                 continue
-            answers = await _batch_or_fail(client, session, chunk)
-            for (call, rejected), answer in zip(chunk, answers, strict=True):
-                outcome = _settle(client, session, call, rejected, answer, attempts)
-                if isinstance(outcome, CallResult):
-                    results[call.story_id].append(outcome)
-                    continue
-                again.extend(outcome)
-                if isinstance(outcome, _Retry):
-                    last_error = outcome.error
-                    delay = max(delay, outcome.after)
-                    client.pause_for(session, outcome.error, outcome.after)
-        pending = again
-        if pending and delay > 0:
+            chunk = list(_without_dropped(session, batch, insights.results))
+            if chunk:
+                await _send_batch(client, session, chunk, insights, attempts, lapsed, state)
+        pending = state.again
+        if insights.fatal is not None:
+            _settle_all(insights, pending, insights.fatal)
+            pending = []
+        if pending and state.delay > 0:
             try:
-                await client.wait(session, delay, last_error)
+                await client.wait(session, state.delay, state.last_error)
             except BudgetExhausted as exc:
-                for call, rejected in pending:
-                    results[call.story_id].append(CallResult(call, error=exc, rejected=rejected))
+                _settle_all(insights, pending, exc)
                 pending = []
-    return results
+    return insights
 
 
-class _Retry(list[Pending]):
+async def _send_batch(
+    client: GraphClient,
+    session: Session,
+    chunk: Sequence[_Pending],
+    insights: Insights,
+    attempts: dict[InsightsCall, int],
+    lapsed: Callable[[str], bool],
+    state: _Round,
+) -> None:
+    """Send one batch and settle each of its calls (or plan it for the next round)."""
+    answers = await _batch_or_fail(client, session, chunk)
+    _learn_refusals(session, chunk, answers)
+    for pending, answer in zip(chunk, answers, strict=True):
+        outcome = _settle(client, session, pending, answer.error, attempts, lapsed)
+        if outcome is None:
+            insights.results[pending.call.story_id].append(pending.result(answer.payload))
+        elif isinstance(outcome, CallResult):
+            insights.results[pending.call.story_id].append(outcome)
+            if isinstance(outcome.error, AccountFatal) and insights.fatal is None:
+                insights.fatal = outcome.error
+        elif isinstance(outcome, _Retry):
+            state.again.extend(outcome)
+            state.last_error = outcome.error
+            state.delay = max(state.delay, outcome.after)
+            client.pause_for(session, outcome.error, outcome.after)
+        else:
+            state.again.extend(outcome)
+
+
+class _Retry(list[_Pending]):
     """The calls to send again after `after` seconds, because of `error`."""
 
-    def __init__(self, items: Sequence[Pending], error: GraphError, after: float) -> None:
+    def __init__(self, items: Sequence[_Pending], error: GraphError, after: float) -> None:
         super().__init__(items)
         self.error = error
         self.after = after
 
 
-def _without_rejected(
-    rejected_run_wide: set[str],
-    pending: Sequence[Pending],
-    results: dict[str, list[CallResult]],
-) -> Iterator[Pending]:
-    """Pending calls minus the metrics already refused this run (a call left empty is done)."""
-    for call, rejected in pending:
-        dropped = tuple(m for m in call.metrics if m in rejected_run_wide)
+def _settle_all(insights: Insights, pending: Sequence[_Pending], error: GraphError) -> None:
+    for item in pending:
+        insights.results[item.call.story_id].append(item.result(error=error))
+
+
+def _without_dropped(
+    session: Session, pending: Sequence[_Pending], results: dict[str, list[CallResult]]
+) -> Iterator[_Pending]:
+    """Pending calls minus the metrics this account stopped asking for (a call left empty is done)."""
+    for item in pending:
+        dropped = tuple(m for m in item.call.metrics if m in session.dropped_metrics)
         if not dropped:
-            yield call, rejected
+            yield item
             continue
-        kept = tuple(m for m in call.metrics if m not in rejected_run_wide)
-        all_rejected = tuple(dict.fromkeys((*rejected, *dropped)))
+        kept = tuple(m for m in item.call.metrics if m not in session.dropped_metrics)
+        narrowed = _Pending(
+            replace(item.call, metrics=kept), item.rejected, (*item.not_asked, *dropped)
+        )
         if kept:
-            yield replace(call, metrics=kept), all_rejected
+            yield narrowed
         else:
-            results[call.story_id].append(CallResult(call, rejected=all_rejected))
+            results[item.call.story_id].append(narrowed.result())
 
 
-async def _batch_or_fail(
-    client: GraphClient, session: Session, chunk: Sequence[Pending]
-) -> list[CallResult]:
-    """Classified answers of one batch; if the batch itself keeps failing, every call fails."""
-    try:
-        answers = await client.batch(session, [call.relative_url() for call, _ in chunk])
-    except (TransientError, ThrottledError) as exc:
-        return [CallResult(call, error=exc, rejected=rej) for call, rej in chunk]
-    return [_call_result(call, answer) for (call, _), answer in zip(chunk, answers, strict=True)]
+def _refused(call: InsightsCall, error: GraphError | None) -> tuple[str, ...]:
+    """The metrics of `call` that `error` refuses (all of a one-metric call when unnamed)."""
+    if not isinstance(error, MetricRejected):
+        return ()
+    named = tuple(m for m in error.metrics if m in call.metrics)
+    return named or (call.metrics if len(call.metrics) == 1 else ())
+
+
+def _learn_refusals(session: Session, chunk: Sequence[_Pending], answers: Sequence[Answer]) -> None:
+    """A metric refused by every story of this batch that asked for it: the account stops asking."""
+    asked: dict[str, set[str]] = {}
+    refused: dict[str, set[str]] = {}
+    for item, answer in zip(chunk, answers, strict=True):
+        for metric in item.call.metrics:
+            asked.setdefault(metric, set()).add(item.call.story_id)
+        for metric in _refused(item.call, answer.error):
+            refused.setdefault(metric, set()).add(item.call.story_id)
+    for metric, stories in refused.items():
+        if stories == asked[metric] and metric not in session.dropped_metrics:
+            session.dropped_metrics[metric] = (
+                f"refused by the Graph API for every story of a batch ({len(stories)} "
+                "stories), so not asked again for this account in this run"
+            )
 
 
 def _settle(
     client: GraphClient,
     session: Session,
-    call: InsightsCall,
-    rejected: tuple[str, ...],
-    answer: CallResult,
+    pending: _Pending,
+    error: GraphError | None,
     attempts: dict[InsightsCall, int],
-) -> CallResult | list[Pending]:
-    """A final result for the call, or the calls to send next round."""
-    error = answer.error
-    if error is None or isinstance(error, StorySkipped):
-        return CallResult(call, answer.payload, error, rejected)
-    if isinstance(error, AccountFatal):
-        raise error
+    lapsed: Callable[[str], bool],
+) -> CallResult | list[_Pending] | None:
+    """None when the call answered; else its final result, or the calls to send next round."""
+    call = pending.call
+    if error is None:
+        return None
+    if isinstance(error, StorySkipped | AccountFatal):
+        return pending.result(error=error)
     if isinstance(error, MetricRejected):
-        named = tuple(m for m in error.metrics if m in call.metrics)
-        if not named and len(call.metrics) > 1:  # Meta did not say which: ask one by one
-            return [(replace(call, metrics=(m,)), rejected) for m in call.metrics]
-        dropped = named or call.metrics
-        client.rejected_metrics.update(dropped)
+        dropped = _refused(call, error)
+        if not dropped:  # Meta did not say which: ask one by one
+            return [replace(pending, call=replace(call, metrics=(m,))) for m in call.metrics]
         kept = tuple(m for m in call.metrics if m not in dropped)
-        all_rejected = (*rejected, *dropped)
+        narrowed = replace(pending, rejected=(*pending.rejected, *dropped))
         if not kept:
-            return CallResult(call, rejected=all_rejected)
-        return [(replace(call, metrics=kept), all_rejected)]
+            return narrowed.result()
+        return [replace(narrowed, call=replace(call, metrics=kept))]
+    if isinstance(error, UnsupportedRequest) and lapsed(call.story_id):
+        return pending.result(error=error)  # past its expiry: it is gone, not throttled
     attempts[call] = attempts.get(call, 0) + 1
     decision = client.policy.decide(error, attempts[call], client.deadline)
     if decision.retry:
         session.counters.retries += 1
-        return _Retry([(call, rejected)], error, decision.after)
-    return CallResult(call, error=decision.error or error, rejected=rejected)
+        return _Retry([pending], error, decision.after)
+    return pending.result(error=decision.error or error)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One operation's answer: the payload, or the error it was classified as."""
+
+    payload: object = None
+    error: GraphError | None = None
+
+
+async def _batch_or_fail(
+    client: GraphClient, session: Session, chunk: Sequence[_Pending]
+) -> list[Answer]:
+    """Classified answers of one batch; if the batch itself keeps failing, every call fails."""
+    try:
+        answers = await client.batch(session, [item.call.relative_url() for item in chunk])
+    except GraphError as exc:  # transient or throttled to the end, or account-fatal
+        return [Answer(error=exc) for _ in chunk]
+    return [_answer(item.call, answer) for item, answer in zip(chunk, answers, strict=True)]
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -178,9 +293,11 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _call_result(call: InsightsCall, answer: Exchange) -> CallResult:
+def _answer(call: InsightsCall, answer: Exchange) -> Answer:
+    if answer.error is not None:
+        return Answer(error=answer.error)
     if answer.status is None:
-        return CallResult(call, error=TransientError("batch operation did not finish (null slot)"))
+        return Answer(error=TransientError("batch operation did not finish (null slot)"))
     usage = parse_usage(answer.headers)
     error = classify(
         answer.status,
@@ -190,4 +307,4 @@ def _call_result(call: InsightsCall, answer: Exchange) -> CallResult:
     )
     if error is None and not isinstance(answer.body, dict):
         error = BadResponse("insights answer is not a JSON object", http_status=answer.status)
-    return CallResult(call, payload=None if error else answer.body, error=error)
+    return Answer(payload=None if error else answer.body, error=error)

@@ -1,7 +1,16 @@
-"""Insights payload -> column values.
+"""Insights payload -> column values, for every shape Meta has been seen to send.
 
-Both the `values[0].value` and the `total_value` shapes; breakdowns in any case. Unknown metrics
-(Meta adds new ones) are ignored; a malformed element is skipped, never a crash.
+- plain metrics as `values[0].value` or `total_value.value`;
+- breakdown metrics: the parts from `total_value.breakdowns[].results[]`, matched in any case, found
+  by `dimension_keys` or, when a breakdown has none, as a single-dimension breakdown;
+  - a part that a present breakdown leaves out is 0 (Meta leaves out zero rows);
+  - no breakdown at all: the parts are null, unless the total is 0;
+  - no total (no `value`, no `values[0]`): the total is the sum of the parts;
+- a value is a count: a string ("123"), a fraction, a negative number or one beyond 64 bits is not
+  read (None), never guessed.
+
+Unknown metrics (Meta adds new ones) are ignored; a malformed element is skipped, never a crash.
+What a payload does not carry is absent from the result: `outcome.py` names it as not read.
 """
 
 from __future__ import annotations
@@ -9,45 +18,83 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ig_story_metrics.model.metrics import BREAKDOWNS, PLAIN_METRICS
-from ig_story_metrics.model.numbers import as_int
+from ig_story_metrics.model.metrics import BREAKDOWNS, EXTRA_METRICS, PLAIN_METRICS
+from ig_story_metrics.model.numbers import as_count
+
+_MISSING = object()
 
 
-def _first_value(item: Mapping[str, Any]) -> int | None:
+def _total_field(item: Mapping[str, Any]) -> object:
+    """The raw total: a readable `values[0].value`, else `total_value.value`, else whichever is
+    there; `_MISSING` when the item carries neither."""
+    raw: list[object] = []
     values = item.get("values")
-    if isinstance(values, list) and values and isinstance(values[0], dict):
-        value = as_int(values[0].get("value"))
-        if value is not None:
-            return value
+    if isinstance(values, list) and values and isinstance(values[0], dict) and "value" in values[0]:
+        raw.append(values[0]["value"])
     total = item.get("total_value")
-    if isinstance(total, dict):
-        return as_int(total.get("value"))
-    return None
+    if isinstance(total, dict) and "value" in total:
+        raw.append(total["value"])
+    if not raw:
+        return _MISSING
+    return next((value for value in raw if as_count(value) is not None), raw[0])
 
 
-def _breakdown(item: Mapping[str, Any], dimension: str, parts: Mapping[str, str]) -> dict[str, int]:
-    """Breakdown values by column; parts Meta leaves out while reporting the total count as 0."""
-    found = dict.fromkeys(parts.values(), 0)
+def _value(item: Mapping[str, Any]) -> int | None:
+    raw = _total_field(item)
+    return None if raw is _MISSING else as_count(raw)
+
+
+def _dimension_index(breakdown: Mapping[str, Any], dimension: str) -> int | None:
+    """Where `dimension` sits in this breakdown's dimension values (0 when it names none)."""
+    keys = breakdown.get("dimension_keys")
+    if keys is None or keys == []:
+        return 0  # a single-dimension breakdown that does not say which: ours (its metric's)
+    if not isinstance(keys, list):
+        return None
+    lowered = [str(k).lower() for k in keys]
+    return lowered.index(dimension) if dimension in lowered else None
+
+
+def _parts(
+    item: Mapping[str, Any], dimension: str, parts: Mapping[str, str]
+) -> tuple[dict[str, int | None], int | None] | None:
+    """(parts by column, sum of every result) of the breakdown by `dimension`; None when the item
+    carries no such breakdown. An unreadable result makes its part and the sum None."""
     total = item.get("total_value")
     breakdowns = total.get("breakdowns") if isinstance(total, dict) else None
+    found: dict[str, int | None] = dict.fromkeys(parts.values(), 0)
+    everything: int | None = 0
+    matched = False
     for breakdown in breakdowns if isinstance(breakdowns, list) else []:
-        if not isinstance(breakdown, dict):
+        at = _dimension_index(breakdown, dimension) if isinstance(breakdown, dict) else None
+        results = breakdown.get("results") if isinstance(breakdown, dict) else None
+        if at is None or not isinstance(results, list):
             continue
-        keys = [str(k).lower() for k in breakdown.get("dimension_keys") or []]
-        if dimension not in keys:
-            continue
-        at = keys.index(dimension)
-        for result in breakdown.get("results") or []:
-            if not isinstance(result, dict):
-                continue
-            dims = result.get("dimension_values")
-            value = as_int(result.get("value"))
-            if not isinstance(dims, list) or len(dims) <= at or value is None:
+        unnamed = "dimension_keys" not in breakdown or not breakdown["dimension_keys"]
+        matched = True
+        for result in results:
+            dims = result.get("dimension_values") if isinstance(result, dict) else None
+            if not isinstance(dims, list) or len(dims) <= at or (unnamed and len(dims) != 1):
                 continue
             column = parts.get(str(dims[at]).lower())
+            value = as_count(result.get("value"))
             if column is not None:
-                found[column] += value
-    return found
+                known = found[column]
+                found[column] = None if value is None or known is None else known + value
+            everything = None if value is None or everything is None else everything + value
+    return (found, everything) if matched else None
+
+
+def _breakdown_metric(item: Mapping[str, Any], name: str) -> dict[str, int | None]:
+    dimension, parts = BREAKDOWNS[name]
+    total = _value(item)
+    read = _parts(item, dimension, parts)
+    if read is None:  # no breakdown: the parts are unknown, unless there is nothing to split
+        return {name: total, **dict.fromkeys(parts.values(), 0 if total == 0 else None)}
+    found, everything = read
+    if _total_field(item) is _MISSING:  # a breakdown without its total
+        total = everything
+    return {name: total, **found}
 
 
 def parse_insights(payload: object) -> dict[str, int | None]:
@@ -58,14 +105,8 @@ def parse_insights(payload: object) -> dict[str, int | None]:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             continue
         name = item["name"]
-        if name in PLAIN_METRICS:
-            out[name] = _first_value(item)
+        if name in PLAIN_METRICS or name in EXTRA_METRICS:
+            out[name] = _value(item)
         elif name in BREAKDOWNS:
-            total = _first_value(item)
-            out[name] = total
-            dimension, parts = BREAKDOWNS[name]
-            if total is None:
-                out.update(dict.fromkeys(parts.values()))
-            else:
-                out.update(_breakdown(item, dimension, parts))
+            out.update(_breakdown_metric(item, name))
     return out

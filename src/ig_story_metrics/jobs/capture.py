@@ -23,12 +23,11 @@ from ig_story_metrics.errors import StorageError
 from ig_story_metrics.graph.advice import account_advice
 from ig_story_metrics.graph.client import GraphClient, Session
 from ig_story_metrics.graph.errors import AccountFatal, GraphError
-from ig_story_metrics.graph.insights import fetch_insights
-from ig_story_metrics.graph.outcome import story_outcome
+from ig_story_metrics.graph.outcome import read_outcomes
 from ig_story_metrics.graph.stories import list_stories
 from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.model.snapshot import SNAPSHOTS, snapshot_row
-from ig_story_metrics.model.story import Story
+from ig_story_metrics.model.story import Story, oldest_first
 from ig_story_metrics.report.models import AccountReport, StoryProblem
 from ig_story_metrics.storage import Lake
 
@@ -72,12 +71,12 @@ async def capture_account(
         report.listed = len(listing.stories)
         report.warnings.extend(listing.skipped)
         chosen = listing.stories if select is None else select(listing.stories)
-        stories = sorted(chosen, key=lambda s: s.posted_at)  # oldest first
-        insights = await fetch_insights(client, session, [s.id for s in stories]) if stories else {}
+        stories = oldest_first(chosen)
+        read = await read_outcomes(client, session, stories, clock)
+        report.warnings.extend(read.warnings)
         statuses: Counter[str] = Counter()
-        now = clock()
         for story in stories:
-            metrics, status, error = story_outcome(story, insights.get(story.id, []), now)
+            metrics, status, error = read.outcomes[story.id]
             statuses[status] += 1
             if status != "ok":
                 report.problems.append(StoryProblem(story_id=story.id, status=status, error=error))
@@ -95,9 +94,10 @@ async def capture_account(
                 )
             )
         report.count(statuses)
-        report.rejected_metrics = sorted(
-            {m for r in insights.values() for c in r for m in c.rejected}
-        )
+        report.rejected_metrics = read.refused_metrics
+        failure = read.error or listing.error
+        if failure is not None:  # the account fails; the rows above are stored all the same
+            raise failure
     except AccountFatal as exc:
         report.ok = False
         report.error = account_advice(account, exc)

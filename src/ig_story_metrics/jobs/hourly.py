@@ -79,6 +79,7 @@ async def capture_async(
             timeout=settings.request_timeout_seconds,
             policy=policy or policy_for(settings),
             deadline=budget.share(GRAPH_SHARE),
+            extra_metrics=settings.extra_metrics,
         ) as client:
             reports = await asyncio.gather(*(one(a) for a in accounts))
     finally:

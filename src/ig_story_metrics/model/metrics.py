@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-# Plain metrics, asked in one call. `reposts` exists since Dec 2025 on every version.
+# Plain metrics, asked in one call. `reposts` exists since Dec 2025 on every version; `link_clicks`
+# (taps on links in the story, such as link stickers) since Jun 2026, with Facebook Login only.
 PLAIN_METRICS: tuple[str, ...] = (
     "views",
     "reach",
@@ -14,7 +15,12 @@ PLAIN_METRICS: tuple[str, ...] = (
     "follows",
     "profile_visits",
     "reposts",
+    "link_clicks",
 )
+# Opt-in metrics (`IG_EXTRA_METRICS`), asked with the plain ones. Meta answers #100 for a story
+# where one does not apply (`facebook_views` of a story not shared to Facebook): that story's
+# column stays null, and an account whose whole batch refuses one stops asking for it.
+EXTRA_METRICS: tuple[str, ...] = ("total_views", "facebook_views")
 # Breakdown metrics need a call each: breakdown dimension -> {API value (lower case): column}.
 NAVIGATION_PARTS: dict[str, str] = {
     "tap_forward": "taps_forward",
@@ -32,6 +38,7 @@ BREAKDOWNS: dict[str, tuple[str, dict[str, str]]] = {
 }
 METRIC_COLUMNS: tuple[str, ...] = (
     *PLAIN_METRICS,
+    *EXTRA_METRICS,
     "navigation",
     *NAVIGATION_PARTS.values(),
     "profile_activity",
@@ -39,9 +46,17 @@ METRIC_COLUMNS: tuple[str, ...] = (
 )
 
 
-def metric_requests() -> Sequence[tuple[tuple[str, ...], str | None]]:
-    """The insights calls one story needs: (metrics, breakdown) per call."""
+def metric_requests(extra: Sequence[str] = ()) -> Sequence[tuple[tuple[str, ...], str | None]]:
+    """The insights calls one story needs: (metrics, breakdown) per call; `extra` metrics (from
+    `EXTRA_METRICS`) ride with the plain ones."""
     return (
-        (PLAIN_METRICS, None),
+        ((*PLAIN_METRICS, *(m for m in extra if m not in PLAIN_METRICS)), None),
         *(((name,), dimension) for name, (dimension, _) in BREAKDOWNS.items()),
     )
+
+
+def columns_of(metric: str) -> tuple[str, ...]:
+    """The row columns one requested metric fills: itself, and a breakdown's parts."""
+    if metric in BREAKDOWNS:
+        return (metric, *BREAKDOWNS[metric][1].values())
+    return (metric,)

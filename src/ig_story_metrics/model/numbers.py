@@ -41,3 +41,13 @@ def as_float(value: object) -> float | None:
     else:
         return None
     return number if math.isfinite(number) else None
+
+
+def as_count(value: object) -> int | None:
+    """A count Meta reports (a metric value): a non-negative `as_int`, else None.
+
+    A string ("123"), a fraction (1.5), a negative number or one beyond 64 bits (2**70) is not a
+    count we can store truthfully: None, and the caller says the metric was not read.
+    """
+    number = as_int(value)
+    return number if number is not None and number >= 0 else None

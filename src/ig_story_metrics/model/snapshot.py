@@ -12,7 +12,7 @@ from typing import Literal
 
 import polars as pl
 
-from ig_story_metrics.model.metrics import METRIC_COLUMNS, NAVIGATION_PARTS
+from ig_story_metrics.model.metrics import EXTRA_METRICS, METRIC_COLUMNS, NAVIGATION_PARTS
 from ig_story_metrics.model.story import Story
 from ig_story_metrics.model.table import Column, Table
 
@@ -32,6 +32,10 @@ def _metric_column(name: str) -> Column:
         text = "navigation actions of this kind (the four parts add up to navigation)"
     elif name.startswith("profile_activity_"):
         text = "profile actions of this kind after engaging with the story"
+    elif name == "link_clicks":
+        text = "taps on links in the story, such as link stickers (Facebook Login only)"
+    elif name in EXTRA_METRICS:
+        text = f"lifetime-to-date `{name}` insight, asked only when IG_EXTRA_METRICS names it"
     else:
         text = f"lifetime-to-date `{name}` insight"
     return Column(name, "int", True, f"{text}; null when not available, never a stand-in zero")
@@ -45,15 +49,28 @@ COLUMNS: tuple[Column, ...] = (
     Column("media_product_type", "str", True, "STORY"),
     Column("permalink", "str", True, "link to the story"),
     Column("caption", "str", True, "the story's caption, if any"),
-    Column("posted_at", "datetime", False, "when the story was posted (UTC)"),
-    Column("expires_at", "datetime", False, "posted_at + 24 h (UTC)"),
+    Column(
+        "posted_at",
+        "datetime",
+        True,
+        "when the story was posted (UTC); null only when the listing gave no valid timestamp "
+        "(status error)",
+    ),
+    Column("expires_at", "datetime", True, "posted_at + 24 h (UTC); null when posted_at is"),
     Column(
         "fetched_at", "datetime", False, "when this snapshot was taken; one value per run (UTC)"
     ),
-    Column("story_age_hours", "float", False, "fetched_at - posted_at, in hours"),
+    Column(
+        "story_age_hours", "float", True, "fetched_at - posted_at, in hours; null when posted_at is"
+    ),
     *(_metric_column(name) for name in METRIC_COLUMNS),
     Column("insights_status", "str", False, "one of: " + ", ".join(STATUSES), enum=STATUSES),
-    Column("insights_error", "str", True, "the Graph error message when the status is not ok"),
+    Column(
+        "insights_error",
+        "str",
+        True,
+        "why the status is not ok: Meta's message, the metrics or calls not read (never a token)",
+    ),
     Column("run_id", "str", False, "id of the run that took the snapshot"),
     Column("api_version", "str", False, "Graph API version, e.g. v25.0"),
 )
@@ -88,7 +105,8 @@ def snapshot_row(
     error: str | None = None,
 ) -> dict[str, object]:
     """One row of the stored table; metric columns not in `metrics` are null."""
-    age = (fetched_at - story.posted_at).total_seconds() / 3600
+    posted = story.posted_at
+    age = None if posted is None else round((fetched_at - posted).total_seconds() / 3600, 4)
     row: dict[str, object] = {
         "account": account,
         "ig_user_id": ig_user_id,
@@ -100,7 +118,7 @@ def snapshot_row(
         "posted_at": story.posted_at,
         "expires_at": story.expires_at,
         "fetched_at": fetched_at,
-        "story_age_hours": round(age, 4),
+        "story_age_hours": age,
     }
     row.update({name: metrics.get(name) for name in METRIC_COLUMNS})
     row.update(insights_status=status, insights_error=error, run_id=run_id, api_version=api_version)

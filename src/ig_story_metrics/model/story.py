@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -10,23 +11,41 @@ STORY_LIFETIME = timedelta(hours=24)
 
 @dataclass(frozen=True, slots=True)
 class Story:
-    """A live story as listed by `GET /{ig-user-id}/stories`."""
+    """A live story as listed by `GET /{ig-user-id}/stories`.
+
+    `posted_at` is None only when the listing gave no usable timestamp; `problem` then says what
+    it gave (the story still gets its row, with status `error`).
+    """
 
     id: str
-    posted_at: datetime
+    posted_at: datetime | None
     media_type: str | None = None
     media_product_type: str | None = None
     permalink: str | None = None
     caption: str | None = None
+    problem: str | None = None
 
     @property
-    def expires_at(self) -> datetime:
-        return self.posted_at + STORY_LIFETIME
+    def expires_at(self) -> datetime | None:
+        return None if self.posted_at is None else self.posted_at + STORY_LIFETIME
 
 
 def parse_timestamp(value: str) -> datetime:
-    """Graph timestamps look like `2026-09-20T08:15:02+0000`; always returned in UTC."""
+    """Graph timestamps look like `2026-09-20T08:15:02+0000`; always returned in UTC.
+
+    ValueError when `value` is not one, or names a moment whose 24-hour life cannot be computed
+    (year 9999).
+    """
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
+    try:
+        parsed.astimezone(UTC) + STORY_LIFETIME
+    except OverflowError:
+        raise ValueError(f"timestamp out of range: {value}") from None
     return parsed.astimezone(UTC)
+
+
+def oldest_first(stories: Iterable[Story]) -> list[Story]:
+    """Stories by posting time, oldest (closest to expiry) first; those without a time last."""
+    return sorted(stories, key=lambda s: (s.posted_at is None, s.posted_at or datetime.min))

@@ -11,14 +11,18 @@ from datetime import datetime
 
 from ig_story_metrics.simulator.api import DEFAULT_TOKEN, GraphSimulator
 from ig_story_metrics.simulator.faults import Faults
+from ig_story_metrics.simulator.protocol import Answer, Request, Response
 from ig_story_metrics.simulator.server import SimulatorServer
 from ig_story_metrics.simulator.world import SEED_ACCOUNTS, World, utc_now
 
 __all__ = [
     "DEFAULT_TOKEN",
     "SEED_ACCOUNTS",
+    "Answer",
     "Faults",
     "GraphSimulator",
+    "Request",
+    "Response",
     "SimulatorServer",
     "World",
     "simulator_server",

@@ -1,4 +1,4 @@
-"""The Graph API's rules, as a route table over the simulated world.
+"""The Graph API's rules, as a table of named routes over the simulated world.
 
 `GraphSimulator.handle()` takes one request (method, path, query, form, headers) and returns
 `(status, headers, body)`, exactly what the HTTP layer in `server.py` sends; batch operations go
@@ -6,109 +6,46 @@ through the same routes. Rules kept from the real API (see shared/graph-api.md):
 
 - tokens in `Authorization: Bearer|OAuth`, `access_token` in the query or the POST body; an unknown
   token is `#190`, a token without access to the account is `#10` permission denied;
-- `/{ig-user-id}/stories` pages with `limit`/`after` and `paging.next` (which, like Meta's, repeats
-  the access token: clients must strip it);
-- `/{ig-media-id}/insights` validates every metric (a deprecated or unknown one fails the whole call
-  with `#100`), allows a breakdown only with its metric, and answers `(#10) Not enough viewers` while
-  the story has fewer than 5 viewers; values arrive as `values[0].value` (and `total_value` with
-  breakdowns, in lower case);
-- a batch is a POST of at most 50 operations, each answered `{code, headers, body: "<json>"}`;
+- `/{ig-user-id}/stories` ("stories") pages with `limit`/`after` and `paging.next` (which, like
+  Meta's, repeats the access token: clients must strip it);
+- `/{ig-media-id}/insights` ("insights") validates every metric (a deprecated or unknown one fails the
+  whole call with `#100`), allows a breakdown only with its metric, and answers `(#10) Not enough
+  viewers` while the story has fewer than 5 viewers; the answer's shape is `shapes.Shaper`'s;
+- a batch ("batch") is a POST of at most 50 operations, each answered `{code, headers, body: "<json>"}`;
 - every answer carries `X-App-Usage` and `X-Business-Use-Case-Usage`.
+
+Tests change what a route answers through `override(name, fn)`, never by patching this class.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from functools import partial
 
+from ig_story_metrics.simulator import routes
 from ig_story_metrics.simulator.faults import Dice, Faults
+from ig_story_metrics.simulator.protocol import (
+    Answer,
+    Override,
+    Request,
+    Response,
+    graph_error,
+    request_key,
+)
+from ig_story_metrics.simulator.shapes import Shaper
 from ig_story_metrics.simulator.world import World
 
 DEFAULT_TOKEN = "sim-token"  # noqa: S105 - the simulator's well-known demo token, not a secret
-MAX_BATCH = 50
 DEFAULT_PAGE_SIZE = 25
-VIEWER_THRESHOLD = 5
 
-STORY_METRICS = frozenset(
-    {
-        "views",
-        "reach",
-        "replies",
-        "shares",
-        "total_interactions",
-        "follows",
-        "profile_visits",
-        "reposts",
-        "navigation",
-        "profile_activity",
-    }
-)
-BREAKDOWN_OF = {"navigation": "story_navigation_action_type", "profile_activity": "action_type"}
-BREAKDOWN_PARTS = {
-    "navigation": ("tap_forward", "tap_back", "tap_exit", "swipe_forward"),
-    "profile_activity": ("bio_link_clicked", "call", "direction", "email", "other", "text"),
-}
-PART_COLUMN = {
-    "tap_forward": "taps_forward",
-    "tap_back": "taps_back",
-    "tap_exit": "taps_exit",
-    "swipe_forward": "swipe_forward",
-    **{p: f"profile_activity_{p}" for p in BREAKDOWN_PARTS["profile_activity"]},
-}
-DEPRECATED = {
-    "impressions": "(#100) Starting from version v22.0 and above, the impressions metric is no "
-    "longer supported for the queried media.",
-    "exits": "(#100) The Media Insights API does not support the exits metric for this media "
-    "product type.",
-    "taps_forward": "(#100) The Media Insights API does not support the taps_forward metric for "
-    "this media product type.",
-    "taps_back": "(#100) The Media Insights API does not support the taps_back metric for this "
-    "media product type.",
-}
-NOT_FOR_STORIES = frozenset({"likes", "comments", "saved", "engagement", "video_views", "plays"})
-
-Response = tuple[int, dict[str, str], Any]
-Handler = Callable[["Request", re.Match[str]], Response]
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    method: str
-    path: str
-    query: Mapping[str, str]
-    form: Mapping[str, str]
-    headers: Mapping[str, str]  # lower-case names
-
-    def token(self) -> str | None:
-        auth = self.headers.get("authorization", "")
-        scheme, _, value = auth.partition(" ")
-        if scheme.lower() in ("bearer", "oauth") and value.strip():
-            return value.strip()
-        return self.query.get("access_token") or self.form.get("access_token")
-
-
-def graph_error(
-    status: int,
-    message: str,
-    code: int,
-    *,
-    subcode: int | None = None,
-    kind: str = "OAuthException",
-) -> Response:
-    error: dict[str, Any] = {"message": message, "type": kind, "code": code}
-    if subcode is not None:
-        error["error_subcode"] = subcode
-    error["fbtrace_id"] = "Sim" + base64.b32encode(message.encode()[:10]).decode().rstrip("=")
-    return status, {}, {"error": error}
+Handler = Callable[["GraphSimulator", Request], Response]
 
 
 @dataclass
@@ -121,6 +58,29 @@ class Stats:
     by_route: Counter[str] = field(default_factory=Counter)
     by_account: Counter[str] = field(default_factory=Counter)
     tokens_in_urls: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+
+
+ROUTES = (
+    Route(
+        "stories", "GET", re.compile(r"^/(?:v\d+\.\d+/)?(?P<user>\d+)/stories/?$"), routes.stories
+    ),
+    Route(
+        "insights",
+        "GET",
+        re.compile(r"^/(?:v\d+\.\d+/)?(?P<media>\d+)/insights/?$"),
+        routes.insights,
+    ),
+    Route("batch", "POST", re.compile(r"^/(?:v\d+\.\d+)?/?$"), routes.batch),
+)
+ROUTE_NAMES = tuple(r.name for r in ROUTES)
 
 
 class GraphSimulator:
@@ -141,38 +101,61 @@ class GraphSimulator:
         self.tokens: dict[str, frozenset[str] | None] = dict(tokens or {DEFAULT_TOKEN: None})
         self.page_size = page_size
         self.hourly_call_budget = hourly_call_budget
-        self.shape = shape
         self.stats = Stats()
         self.faults = faults or Faults()
         self.dice = Dice(self.faults)
+        self.shaper = Shaper(self.faults, self.dice, shape)
+        self.vanished: set[str] = set()  # stories deleted after they were listed (expire_rate)
         self._blocked_until: dict[str, float] = {}  # account -> time.monotonic() a burst ends
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self._calls: Counter[tuple[str, int]] = Counter()
-        self.routes: list[tuple[str, re.Pattern[str], Handler]] = [
-            ("GET", re.compile(r"^/(?:v\d+\.\d+/)?(?P<user>\d+)/stories/?$"), self._stories),
-            ("GET", re.compile(r"^/(?:v\d+\.\d+/)?(?P<media>\d+)/insights/?$"), self._insights),
-            ("POST", re.compile(r"^/(?:v\d+\.\d+)?/?$"), self._batch),
-        ]
+        self._overrides: dict[str, Override] = {}
 
     # -- entry point --------------------------------------------------------------------------
 
     def handle(self, request: Request, *, top_level: bool = True) -> Response:
         if top_level:
-            with self._lock:
+            with self.lock:
                 self.stats.http_requests += 1
                 if "access_token=" in request.path or "access_token" in request.query:
                     self.stats.tokens_in_urls += 1
-        for method, pattern, handler in self.routes:
-            match = pattern.match(request.path)
-            if match and method == request.method:
-                return handler(request, match)
+        for route in ROUTES:
+            match = route.pattern.match(request.path)
+            if match and route.method == request.method:
+                routed = replace(request, params=match.groupdict())
+                own: Answer = partial(route.handler, self, routed)
+                override = self._overrides.get(route.name)
+                return own() if override is None else override(routed, own)
         return graph_error(
             400, f"Unknown path components: {request.path}", 2500, kind="OAuthException"
         )
 
+    def override(self, route: str, fn: Override) -> Callable[[], None]:
+        """Replace or wrap what the named route ("stories", "insights", "batch") answers.
+
+        `fn(request, answer)` gets the request and `answer()`, which gives the simulator's own
+        response; it returns the response to send (its own, `answer()`'s, or a changed copy).
+        Operations inside a batch go through their routes' overrides too. Returns a function
+        that removes the override.
+        """
+        if route not in ROUTE_NAMES:
+            raise ValueError(f"unknown route {route!r}; routes: {', '.join(ROUTE_NAMES)}")
+        with self.lock:
+            self._overrides[route] = fn
+
+        def remove() -> None:
+            with self.lock:
+                self._overrides.pop(route, None)
+
+        return remove
+
+    def total_value_shaped(self, story_id: str) -> bool:
+        """Whether plain metrics of this story come as `total_value` only."""
+        return self.shaper.total_value_shaped(story_id)
+
     # -- access -------------------------------------------------------------------------------
 
-    def _authorize(self, request: Request, account: str | None) -> Response | None:
+    def authorize(self, request: Request, account: str | None) -> Response | None:
         token = request.token()
         if not token:
             return graph_error(400, "An access token is required to request this resource.", 104)
@@ -193,21 +176,21 @@ class GraphSimulator:
             )
         return None
 
-    def _injected(self, request: Request, account: str, ig_user_id: str) -> Response | None:
+    def injected(self, request: Request, account: str, ig_user_id: str) -> Response | None:
         """A throttling burst or a transient error, when the dice say so."""
-        key = _key(request)
+        key = request_key(request)
         now = time.monotonic()
-        with self._lock:
+        with self.lock:
             blocked = self._blocked_until.get(account, 0.0) - now
         if blocked <= 0 and self.dice.roll("throttle", key, self.faults.throttle_rate):
             blocked = self.faults.throttle_seconds
-            with self._lock:
+            with self.lock:
                 self._blocked_until[account] = now + blocked
         if blocked > 0:
             status, _, body = graph_error(
                 400, "(#80002) There have been too many calls to this Instagram account.", 80002
             )
-            return status, self._usage(ig_user_id, regain_seconds=blocked), body
+            return status, self.usage(ig_user_id, regain_seconds=blocked), body
         if self.dice.roll("transient", key, self.faults.transient_rate):
             if self.dice.roll("transient-kind", key, 0.5):
                 return graph_error(500, "An unknown error occurred", 1)
@@ -217,21 +200,22 @@ class GraphSimulator:
         return None
 
     def transport_fault(self, request: Request) -> str | None:
-        """What the HTTP layer does instead of answering normally: drop, html, slow or None."""
-        key = _key(request)
+        """What the HTTP layer does instead of answering normally: drop, html, slow, gzip or None."""
+        key = request_key(request)
         for kind, rate in (
             ("drop", self.faults.drop_rate),
             ("html", self.faults.html_rate),
             ("slow", self.faults.slow_rate),
+            ("gzip", self.faults.corrupt_gzip_rate),
         ):
             if self.dice.roll(kind, key, rate):
                 return kind
         return None
 
-    def _usage(self, ig_user_id: str, regain_seconds: float = 0.0) -> dict[str, str]:
+    def usage(self, ig_user_id: str, regain_seconds: float = 0.0) -> dict[str, str]:
         now = self.world.clock()
         hour = int(now.timestamp() // 3600)
-        with self._lock:
+        with self.lock:
             self._calls[(ig_user_id, hour)] += 1
             used = self._calls[(ig_user_id, hour)]
             total = sum(n for (_, h), n in self._calls.items() if h == hour)
@@ -258,223 +242,10 @@ class GraphSimulator:
             "X-App-Usage": json.dumps(app, separators=(",", ":")),
         }
 
-    def _count(self, route: str, account: str) -> None:
-        with self._lock:
+    def count(self, route: str, account: str) -> None:
+        with self.lock:
             self.stats.by_route[route] += 1
             self.stats.by_account[account] += 1
-
-    # -- routes -------------------------------------------------------------------------------
-
-    def _stories(self, request: Request, match: re.Match[str]) -> Response:
-        ig_user_id = match["user"]
-        account = self.world.account_for(ig_user_id)
-        denied = self._authorize(request, account)
-        if denied:
-            return denied
-        if account is None:
-            return graph_error(
-                400,
-                f"Unsupported get request. Object with ID '{ig_user_id}' does not exist, cannot be "
-                "loaded due to missing permissions, or does not support this operation.",
-                100,
-                subcode=33,
-                kind="GraphMethodException",
-            )
-        self._count("stories", account)
-        injected = self._injected(request, account, ig_user_id)
-        if injected:
-            return injected
-        headers = self._usage(ig_user_id)
-        try:
-            limit = max(1, min(int(request.query.get("limit", DEFAULT_PAGE_SIZE)), 100))
-            offset = int(base64.urlsafe_b64decode(request.query.get("after", "") + "==") or b"0")
-        except ValueError:
-            return graph_error(400, "(#100) Invalid cursor or limit", 100)
-        limit = min(limit, self.page_size)
-        stories = self.world.live_stories(account)
-        page = stories[offset : offset + limit]
-        fields = [f for f in request.query.get("fields", "id").split(",") if f]
-        data = [{k: v for k, v in s.listing().items() if k in fields or k == "id"} for s in page]
-        body: dict[str, Any] = {"data": data}
-        if stories:
-            body["paging"] = {
-                "cursors": {"before": _cursor(offset), "after": _cursor(offset + len(page))}
-            }
-        if offset + limit < len(stories):
-            params = dict(request.query)
-            params.update(after=_cursor(offset + limit), limit=str(limit))
-            params["access_token"] = request.token() or ""  # Meta repeats the token here
-            body["paging"]["next"] = (
-                f"https://graph.facebook.com{request.path}?{urlencode(params, safe=',')}"
-            )
-        return 200, headers, body
-
-    def _insights(self, request: Request, match: re.Match[str]) -> Response:
-        story = self.world.story(match["media"])
-        denied = self._authorize(request, story.account if story else None)
-        if denied:
-            return denied
-        now = self.world.clock()
-        if story is None or not story.posted_at <= now < story.expires_at:
-            return graph_error(
-                400,
-                f"Unsupported get request. Object with ID '{match['media']}' does not exist, cannot "
-                "be loaded due to missing permissions, or does not support this operation.",
-                100,
-                subcode=33,
-                kind="GraphMethodException",
-            )
-        self._count("insights", story.account)
-        injected = self._injected(request, story.account, story.ig_user_id)
-        if injected:
-            return injected
-        headers = self._usage(story.ig_user_id)
-        if self.dice.roll("expire", story.id, self.faults.expire_rate, repeat=False):
-            status, _, body = graph_error(
-                400,
-                f"Unsupported get request. Object with ID '{story.id}' does not exist, cannot be "
-                "loaded due to missing permissions, or does not support this operation.",
-                100,
-                subcode=33,
-                kind="GraphMethodException",
-            )
-            return status, headers, body
-        metrics = [m for m in request.query.get("metric", "").split(",") if m]
-        invalid = self._validate(metrics, request.query.get("breakdown"))
-        if invalid:
-            return invalid[0], headers, invalid[2]
-        values = story.metrics(now)
-        if values["reach"] < VIEWER_THRESHOLD:
-            status, _, body = graph_error(
-                400, "(#10) Not enough viewers for the media to show insights", 10
-            )
-            return status, headers, body
-        breakdown = request.query.get("breakdown")
-        data = [self._metric(story.id, name, values, breakdown) for name in metrics]
-        return 200, headers, {"data": data}
-
-    def _validate(self, metrics: list[str], breakdown: str | None) -> Response | None:
-        if not metrics:
-            return graph_error(400, "(#100) The parameter metric is required", 100)
-        for i, name in enumerate(metrics):
-            if name in self.faults.rejected_metrics:
-                return graph_error(
-                    400,
-                    f"(#100) The Media Insights API does not support the {name} metric for this "
-                    "media product type.",
-                    100,
-                )
-            if name in DEPRECATED:
-                return graph_error(400, DEPRECATED[name], 100)
-            if name in NOT_FOR_STORIES:
-                return graph_error(
-                    400,
-                    f"(#100) The Media Insights API does not support the {name} metric for this "
-                    "media product type.",
-                    100,
-                )
-            if name not in STORY_METRICS:
-                return graph_error(
-                    400,
-                    f"(#100) metric[{i}] must be one of the following values: "
-                    + ", ".join(sorted(STORY_METRICS)),
-                    100,
-                )
-        if breakdown is not None and (
-            len(metrics) != 1 or BREAKDOWN_OF.get(metrics[0]) != breakdown
-        ):
-            return graph_error(500, "An unknown error has occurred.", 1)
-        return None
-
-    def _metric(
-        self, story_id: str, name: str, values: Mapping[str, int], breakdown: str | None
-    ) -> dict[str, Any]:
-        total = values[name]
-        item: dict[str, Any] = {
-            "name": name,
-            "period": "lifetime",
-            "values": [{"value": total}],
-            "title": name.replace("_", " ").capitalize(),
-            "description": f"Simulated {name}.",
-            "id": f"{story_id}/insights/{name}/lifetime",
-        }
-        if breakdown is not None:
-            results = [
-                {"dimension_values": [part], "value": values[PART_COLUMN[part]]}
-                for part in BREAKDOWN_PARTS[name]
-                if values[PART_COLUMN[part]] > 0  # Meta leaves zero parts out
-            ]
-            item["total_value"] = {
-                "value": total,
-                "breakdowns": [{"dimension_keys": [breakdown], "results": results}]
-                if results
-                else [],
-            }
-        elif self.total_value_shaped(story_id):
-            del item["values"]
-            item["total_value"] = {"value": total}
-        return item
-
-    def _batch(self, request: Request, _: re.Match[str]) -> Response:
-        denied = self._authorize(request, None)
-        if denied:
-            return denied
-        try:
-            ops = json.loads(request.form.get("batch", ""))
-        except ValueError:
-            return graph_error(400, "(#100) The parameter batch must be a JSON array", 100)
-        if not isinstance(ops, list) or not ops:
-            return graph_error(400, "(#100) The parameter batch must be a JSON array", 100)
-        if len(ops) > MAX_BATCH:
-            return graph_error(
-                400,
-                "Too many requests in batch message. Maximum batch size is 50",
-                1,
-                kind="GraphBatchException",
-            )
-        with self._lock:
-            self.stats.batches += 1
-            self.stats.operations += len(ops)
-        include_headers = request.form.get("include_headers", "true") != "false"
-        answers = [self._operation(request, op, include_headers) for op in ops]
-        return (
-            200,
-            {},
-            [
-                None if self.dice.roll("null", json.dumps(op), self.faults.null_rate) else answer
-                for op, answer in zip(ops, answers, strict=True)
-            ],
-        )
-
-    def _operation(self, outer: Request, op: object, include_headers: bool) -> dict[str, Any]:
-        """One batch operation, answered through the same routes as a plain request."""
-        if not isinstance(op, dict) or not isinstance(op.get("relative_url"), str):
-            status, headers, body = graph_error(400, "(#100) Missing relative_url", 100)
-        else:
-            url = urlsplit("/" + op["relative_url"].lstrip("/"))
-            query = dict(parse_qsl(url.query, keep_blank_values=True))
-            token = query.get("access_token") or outer.token()
-            inner = Request(
-                method=str(op.get("method", "GET")).upper(),
-                path=url.path,
-                query=query,
-                form={},
-                headers={"authorization": f"Bearer {token}"} if token else {},
-            )
-            status, headers, body = self.handle(inner, top_level=False)
-        answer: dict[str, Any] = {"code": status, "body": json.dumps(body)}
-        if include_headers:
-            answer["headers"] = [
-                {"name": "Content-Type", "value": "text/javascript; charset=UTF-8"},
-                *({"name": k, "value": v} for k, v in headers.items()),
-            ]
-        return answer
-
-    def total_value_shaped(self, story_id: str) -> bool:
-        """Whether plain metrics of this story come as `total_value` only (shape "mixed": by hour)."""
-        return self.shape == "total_value" or (
-            self.shape == "mixed" and int(story_id) // 100 % 2 == 1
-        )
 
     # -- ground truth for tests ------------------------------------------------------------------
 
@@ -483,13 +254,8 @@ class GraphSimulator:
         story = self.world.story(story_id)
         return None if story is None else story.metrics(at or self.world.clock())
 
-
-def _key(request: Request) -> str:
-    """A request's identity for the dice: method, path, query and form, without credentials."""
-    query = sorted((k, v) for k, v in request.query.items() if k != "access_token")
-    form = sorted((k, v) for k, v in request.form.items() if k != "access_token")
-    return json.dumps([request.method, request.path, query, form])
-
-
-def _cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(str(offset).encode()).decode().rstrip("=")
+    def extra_truth(self, story_id: str, at: datetime | None = None) -> dict[str, int] | None:
+        """The opt-in metrics (`IG_EXTRA_METRICS`) the story has at `at`; a metric it lacks
+        (`facebook_views` of a story not shared to Facebook) is absent."""
+        story = self.world.story(story_id)
+        return None if story is None else story.extra_metrics(at or self.world.clock())

@@ -65,9 +65,49 @@ class Faults:
     )
     rejected_metrics: frozenset[str] = option(
         frozenset(),
-        "Metric refused with #100 for every story, e.g. views; repeatable.",
+        "Metric refused with #100 (for --reject-share of the stories), e.g. views; repeatable.",
         flag="--reject-metric",
     )
+    reject_share: float = option(
+        1.0, "Share of stories for which --reject-metric is refused.", low=0.0, high=1.0
+    )
+    # Payload shapes seen in the wild (the values stay true; only their shape changes).
+    no_total_rate: float = _rate(
+        "Share of breakdown answers without their total (no `value`, no `values`)."
+    )
+    no_dimension_keys_rate: float = _rate("Share of breakdown answers without `dimension_keys`.")
+    no_breakdown_rate: float = _rate("Share of breakdown answers with a total but no `breakdowns`.")
+    odd_case_rate: float = _rate(
+        "Share of breakdown answers with dimension values in UPPER or Mixed case."
+    )
+    missing_metric_rate: float = _rate("Share of requested metrics left out of an answer.")
+    empty_values_rate: float = _rate('Share of metrics answered with `"values": []`.')
+    string_value_rate: float = _rate('Share of metric values sent as a string, e.g. "123".')
+    huge_value_rate: float = _rate("Share of metric values replaced by 2**70.")
+    # Faults of single calls, accounts and the listing.
+    unsupported_rate: float = _rate(
+        'Share of insights calls of live stories answered 100/33 "Unsupported get request".'
+    )
+    withheld_rate: float = _rate(
+        "Share of breakdown calls answered (#10) Not enough viewers although the story has enough."
+    )
+    revoke_after: int = option(
+        0, "Calls an account may make before its token is revoked (#190); 0: never.", low=0
+    )
+    refuse_batches: bool = option(
+        False, "Refuse every batch POST as a whole (#12, a deprecated request feature)."
+    )
+    broken_page: int = option(
+        0, "Listing page (1, 2, ...) from which every page fails with #100; 0: none.", low=0
+    )
+    bad_timestamp_rate: float = _rate(
+        "Share of listed stories with a null, garbage or year-9999 timestamp."
+    )
+    duplicate_rate: float = _rate(
+        "Share of listing pages that repeat the previous page's last story."
+    )
+    odd_caption_rate: float = _rate("Share of listed captions holding a lone surrogate.")
+    corrupt_gzip_rate: float = _rate("Share of answers sent as gzip that is not gzip.")
 
     @property
     def any(self) -> bool:

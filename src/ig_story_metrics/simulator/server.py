@@ -9,7 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import parse_qsl, urlsplit
 
-from ig_story_metrics.simulator.api import GraphSimulator, Request
+from ig_story_metrics.simulator.api import GraphSimulator
+from ig_story_metrics.simulator.protocol import Request
 
 MAX_BODY = 1 << 20
 
@@ -46,16 +47,19 @@ class _Handler(BaseHTTPRequestHandler):
             form=form,
             headers={k.lower(): v for k, v in self.headers.items()},
         )
-        fault = self.server.simulator.transport_fault(request)
+        simulator = self.server.simulator
+        fault = simulator.transport_fault(request)
         if fault == "drop":  # close the connection without a word
             self.close_connection = True
             return
         if fault == "slow":
-            time.sleep(self.server.simulator.faults.slow_seconds)
+            time.sleep(simulator.faults.slow_seconds)
         if fault == "html":
             self._reply_raw(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
             return
-        status, headers, body = self.server.simulator.handle(request)
+        status, headers, body = simulator.handle(request)
+        if fault == "gzip":  # says gzip, is not: the client's decoder fails
+            headers = {**headers, "Content-Encoding": "gzip"}
         self._reply(status, headers, body)
 
     def _reply_raw(self, status: int, payload: bytes, content_type: str) -> None:
@@ -66,7 +70,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     def _reply(self, status: int, headers: dict[str, str], body: object) -> None:
-        payload = json.dumps(body, ensure_ascii=False).encode()
+        try:
+            payload = json.dumps(body, ensure_ascii=False).encode()
+        except UnicodeEncodeError:  # a lone surrogate: Meta escapes it as \udXXX
+            payload = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(payload)))

@@ -86,6 +86,19 @@ class SimStory:
             item["caption"] = self.caption
         return item
 
+    @property
+    def shared_to_facebook(self) -> bool:
+        """Whether the story was also shared to Facebook (only then has it `facebook_views`)."""
+        return int(self.id) % 3 == 0
+
+    def extra_metrics(self, at: datetime) -> dict[str, int]:
+        """The opt-in metrics at `at`: `total_views` always, `facebook_views` when shared."""
+        views = self.metrics(at)["views"]
+        extra = {"total_views": views + math.floor(views * 0.08)}
+        if self.shared_to_facebook:
+            extra["facebook_views"] = math.floor(views * 0.15)
+        return extra
+
     def metrics(self, at: datetime) -> dict[str, int]:
         """Lifetime-to-date values at `at`, by column name (breakdown parts included)."""
         age = max((at - self.posted_at).total_seconds() / 3600, 0.0)
@@ -110,6 +123,7 @@ class SimStory:
             "follows": math.floor(reach * 0.004),
             "profile_visits": math.floor(reach * 0.03),
             "reposts": math.floor(reach * 0.002),
+            "link_clicks": math.floor(reach * self.share_rate * 0.5),
             "navigation": navigation,
             "taps_forward": forward,
             "taps_back": back,

@@ -1,0 +1,61 @@
+"""The request and response a simulated route handles, and Meta's error body."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Response = tuple[int, dict[str, str], Any]
+Answer = Callable[[], Response]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request as a route sees it; `params` holds the path's named parts (`user`, `media`)."""
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    form: Mapping[str, str]
+    headers: Mapping[str, str]  # lower-case names
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    def token(self) -> str | None:
+        auth = self.headers.get("authorization", "")
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() in ("bearer", "oauth") and value.strip():
+            return value.strip()
+        return self.query.get("access_token") or self.form.get("access_token")
+
+
+def graph_error(
+    status: int,
+    message: str,
+    code: int,
+    *,
+    subcode: int | None = None,
+    kind: str = "OAuthException",
+) -> Response:
+    error: dict[str, Any] = {"message": message, "type": kind, "code": code}
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    error["fbtrace_id"] = "Sim" + base64.b32encode(message.encode()[:10]).decode().rstrip("=")
+    return status, {}, {"error": error}
+
+
+Override = Callable[[Request, Answer], Response]
+
+
+def request_key(request: Request) -> str:
+    """A request's identity for the dice: method, path, query and form, without credentials."""
+    query = sorted((k, v) for k, v in request.query.items() if k != "access_token")
+    form = sorted((k, v) for k, v in request.form.items() if k != "access_token")
+    return json.dumps([request.method, request.path, query, form])
+
+
+def with_headers(response: Response, headers: dict[str, str]) -> Response:
+    """The same answer, with these headers (an error that still reports usage)."""
+    return response[0], {**response[1], **headers}, response[2]
