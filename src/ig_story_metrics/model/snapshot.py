@@ -17,6 +17,8 @@ from ig_story_metrics.model.story import Story
 from ig_story_metrics.model.table import Column, Table
 
 InsightsStatus = Literal["ok", "partial", "not_enough_viewers", "expired", "unavailable", "error"]
+Capture = Literal["hourly", "sweep"]
+CAPTURES: tuple[str, ...] = ("hourly", "sweep")
 STATUSES: tuple[str, ...] = (
     "ok",
     "partial",
@@ -52,6 +54,14 @@ COLUMNS: tuple[Column, ...] = (
     ),
     Column("story_age_hours", "float", False, "fetched_at - posted_at, in hours"),
     *(_metric_column(name) for name in METRIC_COLUMNS),
+    Column(
+        "capture",
+        "str",
+        True,  # files written before this column read it as null: they are all hourly
+        "the job that took the snapshot: hourly (every live story) or sweep (stories about to "
+        "expire); null in files older than the column, which hold hourly snapshots",
+        enum=CAPTURES,
+    ),
     Column("insights_status", "str", False, "one of: " + ", ".join(STATUSES), enum=STATUSES),
     Column("insights_error", "str", True, "the Graph error message when the status is not ok"),
     Column("run_id", "str", False, "id of the run that took the snapshot"),
@@ -86,6 +96,7 @@ def snapshot_row(
     metrics: Mapping[str, int | None],
     status: InsightsStatus,
     error: str | None = None,
+    capture: Capture = "hourly",
 ) -> dict[str, object]:
     """One row of the stored table; metric columns not in `metrics` are null."""
     age = (fetched_at - story.posted_at).total_seconds() / 3600
@@ -103,5 +114,6 @@ def snapshot_row(
         "story_age_hours": round(age, 4),
     }
     row.update({name: metrics.get(name) for name in METRIC_COLUMNS})
+    row["capture"] = capture
     row.update(insights_status=status, insights_error=error, run_id=run_id, api_version=api_version)
     return row
