@@ -23,7 +23,7 @@ from ig_story_metrics.simulator.world import SimStory
 from ig_story_metrics.storage import Lake, open_lake
 from ig_story_metrics.storage.layout import snapshot_key, snapshot_schema_key
 
-from .conftest import NOW, make_server, settings_for
+from .conftest import NOW, SECRET_TOKEN, env_for, make_server, run_cli, settings_for
 
 WINDOW = timedelta(minutes=12)
 MINUTE = timedelta(minutes=1)
@@ -268,3 +268,18 @@ def test_virtual_clock_moves_only_forward() -> None:
         clock.set(NOW)
     with pytest.raises(ValueError, match="aware"):
         clock.set(NOW.replace(tzinfo=None))
+
+
+def test_cli_sweep_prints_a_sweep_report(tmp_path: Path, accounts_file: Path) -> None:
+    """`ig-story-metrics sweep --all --list --json` lists every account and exits 0."""
+    with make_server(clock=lambda: datetime.now(NOW.tzinfo)) as server:
+        result = run_cli(
+            ["sweep", "--all", "--list", "--json"],
+            env_for(server, tmp_path, accounts_file),
+            tmp_path,
+        )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["capture"] == "sweep"
+    assert [a["operations"] >= 1 for a in report["accounts"]] == [True] * 5
+    assert SECRET_TOKEN not in result.stdout + result.stderr
