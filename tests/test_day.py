@@ -3,6 +3,7 @@ CLI in a subprocess: simulator over loopback HTTP on a virtual clock, the real j
 
 from __future__ import annotations
 
+import json
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,6 +85,20 @@ def test_demo_lake_holds_hourly_and_sweep_rows_of_the_replayed_hours(
     left = (sweeps["expires_at"] - sweeps["fetched_at"]).dt.total_seconds()
     assert left.min() > 0  # type: ignore[operator]
     assert left.max() <= 12 * 60  # type: ignore[operator]
+
+
+def test_demo_json_holds_the_day_and_the_audit(tmp_path: Path) -> None:
+    """`demo --hours 1 --json` prints one JSON object: the day's costs and the audit."""
+    result = run_cli(
+        ["demo", "--hours", "1", "--json"], {"STORAGE_URL": str(tmp_path / "lake")}, tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["day"]["hourly"]["runs"] == 1
+    assert answer["day"]["sweep"]["runs"] == 6
+    assert answer["day"]["hourly"]["operations"] > 0
+    assert answer["audit"]["storage_url"] == str(tmp_path / "lake")
+    assert {c["account"] for c in answer["audit"]["coverage"]} == set(SEED_ACCOUNTS)
 
 
 def test_render_day_shows_both_schedules_and_the_extra_cost() -> None:

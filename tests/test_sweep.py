@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from rich.console import Console
 
 from ig_story_metrics.clock import VirtualClock
 from ig_story_metrics.jobs import hourly, sweep
@@ -17,6 +18,7 @@ from ig_story_metrics.model.expiry import due, plan_from_snapshots
 from ig_story_metrics.model.snapshot import SNAPSHOTS
 from ig_story_metrics.model.story import Story
 from ig_story_metrics.report.models import RunReport
+from ig_story_metrics.report.terminal import render_run
 from ig_story_metrics.settings import Settings, load_accounts, resolve_tokens, select_accounts
 from ig_story_metrics.simulator import SimulatorServer, World
 from ig_story_metrics.simulator.world import SimStory
@@ -283,3 +285,24 @@ def test_cli_sweep_prints_a_sweep_report(tmp_path: Path, accounts_file: Path) ->
     assert report["capture"] == "sweep"
     assert [a["operations"] >= 1 for a in report["accounts"]] == [True] * 5
     assert SECRET_TOKEN not in result.stdout + result.stderr
+
+
+def test_sweep_budget_fits_a_10_minute_schedule(jobs: Jobs) -> None:
+    """A sweep's budget is the run budget capped at 240 s (it must end before the next sweep);
+    a smaller configured budget is kept."""
+    assert sweep.sweep_settings(jobs.settings).run_budget_seconds == 240
+    small = jobs.settings.model_copy(update={"run_budget_seconds": 30.0})
+    assert sweep.sweep_settings(small).run_budget_seconds == 30
+
+
+def test_terminal_shows_a_sweep_as_a_sweep(jobs: Jobs, sim: SimulatorServer) -> None:
+    """A sweep's table says sweep, the due and known stories and where they came from; a sweep
+    that wrote nothing says nothing was due."""
+    moment = empty_moment(sim.simulator.world, NOW)
+    console = Console(record=True, width=120)
+    render_run(jobs.sweep(moment, "list"), console)
+    text = console.export_text()
+    assert text.lstrip().startswith("sweep ")
+    assert "0 / " in text
+    assert "(listing)" in text
+    assert "wrote no files (nothing due)" in text
