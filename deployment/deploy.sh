@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Deploy ig-story-metrics as a Cloud Function (2nd gen) with its Cloud Scheduler job.
+# Deploy ig-story-metrics as a Cloud Function (2nd gen) with its two Cloud Scheduler jobs: the
+# hourly run (body {}) and the expiry sweep every 10 minutes (body {"mode": "sweep"}).
 #
 #   deployment/deploy.sh staging|production [--dry-run]
 #
@@ -38,17 +39,25 @@ parse_args() {
 load_settings() {
   require_project
   load_common_settings
-  local suffix default_schedule
+  local suffix default_schedule default_sweep
   if [[ "$ENVIRONMENT" == production ]]; then
     suffix=prod
     default_schedule="0 * * * *" # hourly: a story's insights vanish 24 h after posting
+    # every 10 minutes, off the hour (minute 5, 15, ..., 55): a story's last sweep is at most
+    # 10 minutes before it expires, and no sweep races the hourly run for the same daily file
+    default_sweep="5-59/10 * * * *"
   else
     suffix=staging
     default_schedule="0 */2 * * *"
+    default_sweep="5-59/30 * * * *"
   fi
   FUNCTION_NAME=${FUNCTION_NAME:-ig-story-metrics-fetcher-$suffix}
   SCHEDULER_JOB=${SCHEDULER_JOB:-ig-story-metrics-scheduler-$suffix}
   SCHEDULE=${SCHEDULE:-$default_schedule}
+  SWEEP_JOB=${SWEEP_JOB:-ig-story-metrics-sweep-$suffix}
+  SWEEP_SCHEDULE=${SWEEP_SCHEDULE:-$default_sweep}
+  # A sweep's own budget is 240 s (it must end before the next one starts 10 minutes later).
+  SWEEP_DEADLINE=${SWEEP_DEADLINE:-300s}
   TIME_ZONE=${TIME_ZONE:-Etc/UTC}
   RUNTIME=${RUNTIME:-python312}
   # The run's own time budget is 480 s; the platform timeout must leave it room to finish.
@@ -142,29 +151,36 @@ deploy_function() {
     --region="$REGION" --member="serviceAccount:$INVOKER_SA"
 }
 
-schedule_function() {
-  # The attempt deadline matches the function timeout, so that Scheduler does not give up on a
-  # run that is still within its budget (the default deadline is 3 minutes).
+# schedule_job NAME SCHEDULE BODY DEADLINE: create or update one Cloud Scheduler job that POSTs
+# BODY to the function with an OIDC token of the invoker.
+schedule_job() {
+  local name=$1 schedule=$2 body=$3 deadline=$4
   local common=(
     --project="$PROJECT" --quiet
     --location="$REGION"
-    --schedule="$SCHEDULE"
+    --schedule="$schedule"
     --time-zone="$TIME_ZONE"
     --uri="$FUNCTION_URL"
     --http-method=POST
-    --message-body="{}"
+    --message-body="$body"
     --oidc-service-account-email="$INVOKER_SA"
     --oidc-token-audience="$FUNCTION_URL"
-    --attempt-deadline="$TIMEOUT"
+    --attempt-deadline="$deadline"
   )
-  if exists gcloud scheduler jobs describe "$SCHEDULER_JOB" --project="$PROJECT" \
-    --location="$REGION"; then
-    run gcloud scheduler jobs update http "$SCHEDULER_JOB" "${common[@]}" \
+  if exists gcloud scheduler jobs describe "$name" --project="$PROJECT" --location="$REGION"; then
+    run gcloud scheduler jobs update http "$name" "${common[@]}" \
       --update-headers=Content-Type=application/json
   else
-    run gcloud scheduler jobs create http "$SCHEDULER_JOB" "${common[@]}" \
+    run gcloud scheduler jobs create http "$name" "${common[@]}" \
       --headers=Content-Type=application/json
   fi
+}
+
+schedule_function() {
+  # The hourly run's attempt deadline matches the function timeout, so that Scheduler does not
+  # give up on a run that is still within its budget (the default deadline is 3 minutes).
+  schedule_job "$SCHEDULER_JOB" "$SCHEDULE" "{}" "$TIMEOUT"
+  schedule_job "$SWEEP_JOB" "$SWEEP_SCHEDULE" '{"mode": "sweep"}' "$SWEEP_DEADLINE"
 }
 
 main() {
@@ -177,8 +193,8 @@ main() {
   ensure_identities
   deploy_function
   schedule_function
-  printf 'deployed %s (%s) to %s, scheduled "%s" %s\n' \
-    "$FUNCTION_NAME" "$ENVIRONMENT" "$PROJECT" "$SCHEDULE" "$TIME_ZONE"
+  printf 'deployed %s (%s) to %s, scheduled "%s" and sweeps "%s" %s\n' \
+    "$FUNCTION_NAME" "$ENVIRONMENT" "$PROJECT" "$SCHEDULE" "$SWEEP_SCHEDULE" "$TIME_ZONE"
 }
 
 main "$@"

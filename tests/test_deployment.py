@@ -238,7 +238,10 @@ def test_settings_can_be_overridden_from_the_environment(cloud: FakeCloud) -> No
     assert deploy["region"] == "europe-west1"
     assert "STORAGE_URL=gs://my-bucket," in deploy["set-env-vars"]
     assert deploy["set-secrets"] == "IG_ACCESS_TOKEN=tok:latest"
-    assert cloud.one_call("scheduler", "jobs", "create")["location"] == "europe-west1"
+    for job in ("ig-story-metrics-scheduler-staging", "ig-story-metrics-sweep-staging"):
+        assert cloud.one_call("scheduler", "jobs", "create", "http", job)["location"] == (
+            "europe-west1"
+        )
 
 
 @pytest.mark.parametrize(
@@ -261,7 +264,7 @@ def test_scheduler_calls_the_function_url_with_an_oidc_token_of_the_invoker(
 ) -> None:
     """Scheduler POSTs {} as JSON to the function URL, signed by the invoker account for it."""
     cloud.deploy("production")
-    job = cloud.one_call("scheduler", "jobs", "create", "http")
+    job = cloud.one_call("scheduler", "jobs", "create", "http", "ig-story-metrics-scheduler-prod")
     invoker = f"ig-story-metrics-invoker@{PROJECT}.iam.gserviceaccount.com"
     assert job["uri"] == FUNCTION_URL
     assert job["http-method"] == "POST"
@@ -270,6 +273,40 @@ def test_scheduler_calls_the_function_url_with_an_oidc_token_of_the_invoker(
     assert job["oidc-service-account-email"] == invoker
     assert job["oidc-token-audience"] == FUNCTION_URL
     assert int(job["attempt-deadline"].removesuffix("s")) > 480
+
+
+@pytest.mark.parametrize(
+    ("environment", "job", "schedule"),
+    [
+        ("production", "ig-story-metrics-sweep-prod", "5-59/10 * * * *"),
+        ("staging", "ig-story-metrics-sweep-staging", "5-59/30 * * * *"),
+    ],
+)
+def test_sweep_job_posts_mode_sweep_every_10_minutes_with_the_same_invoker(
+    cloud: FakeCloud, environment: str, job: str, schedule: str
+) -> None:
+    """A second job sweeps (every 10 min in production, 30 in staging, off the hour), signed by
+    the same invoker for the same function URL, with a deadline inside its 10 minutes."""
+    cloud.deploy(environment)
+    suffix = "prod" if environment == "production" else "staging"
+    hourly = cloud.one_call(
+        "scheduler", "jobs", "create", "http", f"ig-story-metrics-scheduler-{suffix}"
+    )
+    sweep = cloud.one_call("scheduler", "jobs", "create", "http", job)
+    assert sweep["schedule"] == schedule
+    assert json.loads(sweep["message-body"]) == {"mode": "sweep"}
+    assert sweep["headers"] == "Content-Type=application/json"
+    for key in ("uri", "http-method", "oidc-service-account-email", "oidc-token-audience"):
+        assert sweep[key] == hourly[key]
+    assert int(sweep["attempt-deadline"].removesuffix("s")) < 600
+
+
+def test_sweep_schedule_can_be_overridden(cloud: FakeCloud) -> None:
+    """SWEEP_SCHEDULE and SWEEP_JOB replace the sweep's defaults."""
+    cloud.deploy("production", SWEEP_SCHEDULE="*/15 * * * *", SWEEP_JOB="my-sweep")
+    assert cloud.one_call("scheduler", "jobs", "create", "http", "my-sweep")["schedule"] == (
+        "*/15 * * * *"
+    )
 
 
 def test_invoker_is_granted_run_invoker_on_the_function_only(cloud: FakeCloud) -> None:
@@ -315,11 +352,16 @@ def test_rerun_updates_the_job_and_recreates_nothing(cloud: FakeCloud) -> None:
         for call in second_run
         if positionals(call)[:4] == ["scheduler", "jobs", "update", "http"]
     ]
-    assert len(updates) == 1
-    update = flags(updates[0])
-    assert update["schedule"] == "0 * * * *"
-    assert update["update-headers"] == "Content-Type=application/json"
-    assert update["oidc-token-audience"] == FUNCTION_URL
+    assert [positionals(call)[4] for call in updates] == [
+        "ig-story-metrics-scheduler-prod",
+        "ig-story-metrics-sweep-prod",
+    ]
+    hourly, sweep = (flags(call) for call in updates)
+    assert (hourly["schedule"], sweep["schedule"]) == ("0 * * * *", "5-59/10 * * * *")
+    assert (hourly["message-body"], sweep["message-body"]) == ("{}", '{"mode": "sweep"}')
+    for update in (hourly, sweep):
+        assert update["update-headers"] == "Content-Type=application/json"
+        assert update["oidc-token-audience"] == FUNCTION_URL
     assert ["functions", "deploy", "ig-story-metrics-fetcher-prod"] in verbs
 
 
@@ -337,12 +379,16 @@ def test_dry_run_calls_no_gcloud_but_prints_every_command(cloud: FakeCloud) -> N
         "add-invoker-policy-binding",
         "ig-story-metrics-fetcher-staging",
     ] in commands
-    by_command = {" ".join(positionals(argv)[:3]): flags(argv) for argv in printed}
+    by_command = {" ".join(positionals(argv)[:5]): flags(argv) for argv in printed}
     assert (
         "no-allow-unauthenticated"
         in by_command["functions deploy ig-story-metrics-fetcher-staging"]
     )
-    assert by_command["scheduler jobs create"]["schedule"] == "0 */2 * * *"
+    hourly = by_command["scheduler jobs create http ig-story-metrics-scheduler-staging"]
+    assert hourly["schedule"] == "0 */2 * * *"
+    sweep = by_command["scheduler jobs create http ig-story-metrics-sweep-staging"]
+    assert (sweep["schedule"], sweep["message-body"]) == ("5-59/30 * * * *", '{"mode": "sweep"}')
+    assert "sweeps" in result.stdout.splitlines()[-1]
 
 
 def test_dry_run_prints_the_commands_a_first_real_run_executes(cloud: FakeCloud) -> None:

@@ -227,6 +227,11 @@ def test_named_account_runs_only_that_account(function: Function) -> None:
         (b'{"accounts": ["NOPE"]}', "unknown account 'NOPE'"),
         (b'{"accounts": ["NPI", "NOPE"]}', "unknown account 'NOPE'"),
         (b'{"acounts": ["NPI"]}', "unknown key(s) 'acounts'"),
+        (b'{"mode": "weekly"}', "unknown mode 'weekly'"),
+        (b'{"mode": "hourly"}', "unknown mode 'hourly'"),
+        (b'{"mode": ["sweep"]}', "unknown mode ['sweep']"),
+        (b'{"mode": null, "accounts": ["NPI"]}', "unknown mode None"),
+        (b'{"mode": "sweep", "accounts": ["NOPE"]}', "unknown account 'NOPE'"),
     ],
 )
 def test_bad_body_is_400_and_runs_nothing(function: Function, body: bytes, expected: str) -> None:
@@ -237,6 +242,29 @@ def test_bad_body_is_400_and_runs_nothing(function: Function, body: bytes, expec
     assert response.headers["content-type"] == "application/json"
     assert expected in response.json()["error"]
     assert lake_state(function.lake) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "accounts"),
+    [
+        (b'{"mode": "sweep"}', list(SEED_ACCOUNTS)),
+        (b'{"mode": "sweep", "accounts": ["MD"]}', ["MD"]),
+    ],
+)
+def test_mode_sweep_runs_the_sweep(function: Function, body: bytes, accounts: list[str]) -> None:
+    """`{"mode": "sweep"}` runs the sweep (all accounts, or those named): the report says sweep,
+    and any row it stored says capture "sweep"."""
+    response = function.post(body)
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["capture"] == "sweep"
+    assert [a["account"] for a in report["accounts"]] == accounts
+    for account in report["accounts"]:
+        for parquet in (f for f in account["files"] if f.endswith(".parquet")):
+            rows = pl.read_parquet(parquet).filter(pl.col("run_id") == report["run_id"])
+            assert set(rows["capture"]) == {"sweep"}
+    summaries = [e for e in function.entries() if e.get("run_id") == report["run_id"]]
+    assert any(e.get("event") == "run_summary" and e["capture"] == "sweep" for e in summaries)
 
 
 def test_body_over_64_kib_is_413(function: Function) -> None:

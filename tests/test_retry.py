@@ -14,9 +14,9 @@ from ig_story_metrics.graph.errors import (
     MetricRejected,
     NotEnoughViewers,
     RequestBug,
-    StoryExpired,
     ThrottledError,
     TransientError,
+    UnsupportedRequest,
 )
 from ig_story_metrics.graph.retry import BudgetExhausted, RetryPolicy
 
@@ -53,7 +53,14 @@ ROWS = [
     (RequestBug("(#100) bad field", code=100), 1, 60, False, None, RequestBug),
     (MetricRejected("(#100) metric", code=100), 1, 60, False, None, MetricRejected),
     (NotEnoughViewers("(#10) Not enough viewers", code=10), 1, 60, False, None, NotEnoughViewers),
-    (StoryExpired("(#100) gone", code=100, subcode=33), 1, 60, False, None, StoryExpired),
+    (
+        UnsupportedRequest("(#100) Unsupported get request", code=100, subcode=33),
+        2,
+        60,
+        True,
+        (2.0, 4.0),
+        None,
+    ),
 ]
 
 

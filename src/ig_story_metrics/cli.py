@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
@@ -18,13 +20,17 @@ from rich.console import Console
 from rich.markup import escape
 
 from ig_story_metrics import __version__, logs, settings
+from ig_story_metrics.clock import VirtualClock, utc_now
 from ig_story_metrics.errors import ConfigError, StorageError
-from ig_story_metrics.jobs import hourly
+from ig_story_metrics.jobs import audit as audit_job
+from ig_story_metrics.jobs import day, hourly
+from ig_story_metrics.jobs import sweep as sweep_job
 from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.redact import register_secrets
+from ig_story_metrics.report.audit import log_audit
 from ig_story_metrics.report.events import log_report
 from ig_story_metrics.report.models import RunReport
-from ig_story_metrics.report.terminal import render_run
+from ig_story_metrics.report.terminal import render_audit, render_day, render_run
 from ig_story_metrics.settings import RunConfig, load_settings, prepare_run, resolve_tokens
 from ig_story_metrics.simulator import DEFAULT_TOKEN, SEED_ACCOUNTS, Faults, simulator_server
 
@@ -65,12 +71,19 @@ def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _capture(config: Callable[[], RunConfig]) -> RunReport:
+Job = Callable[[RunConfig], RunReport]
+
+
+def _hourly(c: RunConfig) -> RunReport:
+    return hourly.run(c.settings, c.accounts, c.tokens)
+
+
+def _capture(config: Callable[[], RunConfig], job: Job = _hourly) -> RunReport:
     """Build the run's configuration and run it; library errors become one-line exits (2)."""
     try:
         run_config = config()
         register_secrets(t.get_secret_value() for t in run_config.tokens.values())
-        return hourly.run(run_config.settings, run_config.accounts, run_config.tokens)
+        return job(run_config)
     except (ConfigError, StorageError) as exc:
         raise _fail(str(exc)) from None
 
@@ -100,16 +113,101 @@ def run(
 
 
 @app.command()
+def sweep(
+    accounts: Annotated[
+        list[str] | None, typer.Argument(help="Account names, e.g. NPI LT.")
+    ] = None,
+    all_accounts: Annotated[bool, typer.Option("--all", help="Every account in the file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
+    always_list: Annotated[
+        bool,
+        typer.Option(
+            "--list",
+            help="List the live stories even when the lake's last hourly "
+            "listing is fresh enough to plan from.",
+        ),
+    ] = False,
+) -> None:
+    """The expiry pass: snapshot only the stories expiring within IG_SWEEP_WINDOW_MINUTES.
+
+    Run it every 10 minutes beside the hourly run, so that each story's last snapshot comes
+    minutes before it vanishes. Example: ig-story-metrics sweep --all
+    """
+    plan: sweep_job.Plan = "list" if always_list else "lake"
+
+    def job(c: RunConfig) -> RunReport:
+        return sweep_job.run(c.settings, c.accounts, c.tokens, plan=plan)
+
+    _finish(_capture(lambda: prepare_run(accounts or [], all_accounts=all_accounts), job), as_json)
+
+
+@app.command()
+def audit(
+    days: Annotated[int, typer.Option(min=1, max=92, help="UTC days, today included.")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the audit as JSON.")] = False,
+    final_minutes: Annotated[
+        float, typer.Option(min=1, help="A final snapshot is at most this long before expiry.")
+    ] = 10,
+    late_minutes: Annotated[
+        float, typer.Option(min=1, help="A story first seen later than this after posting is late.")
+    ] = 70,
+    max_missed_finals: Annotated[
+        int, typer.Option(min=0, help="Exit 1 when more finals than this were missed.")
+    ] = 0,
+    max_missing_hours: Annotated[
+        int, typer.Option(min=0, help="Exit 1 when more hourly runs than this are missing.")
+    ] = 0,
+) -> None:
+    """Coverage per account and UTC day, read from the lake (STORAGE_URL, local or gs://).
+
+    Exit 1 when a story's last minutes or an hourly run were missed (beyond the thresholds).
+    Example: ig-story-metrics audit --days 7 --json
+    """
+    try:
+        with hourly.lake_for(load_settings()) as lake:
+            report = audit_job.audit(
+                lake,
+                now=utc_now(),
+                days=days,
+                final_within=timedelta(minutes=final_minutes),
+                late_after=timedelta(minutes=late_minutes),
+                max_missed_finals=max_missed_finals,
+                max_missing_hours=max_missing_hours,
+            )
+    except (ConfigError, StorageError) as exc:
+        raise _fail(str(exc)) from None
+    log_audit(report)
+    if as_json:
+        sys.stdout.write(report.to_json() + "\n")
+    else:
+        render_audit(report, Console())
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
 def demo(
     seed: Annotated[int, typer.Option(help="Seed of the simulated accounts.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
+    hours: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=day.MAX_HOURS,
+            help="Replay the last N hours on a virtual "
+            "clock: hourly runs and sweeps, then the audit.",
+        ),
+    ] = None,
 ) -> None:
     """Run the job on the built-in Graph API simulator (no credentials) into ./data or STORAGE_URL.
 
-    Example: ig-story-metrics demo
+    With --hours N: the last N hours replayed in seconds on a virtual clock shared by the simulator
+    and the jobs (the hourly run every full hour, the sweep every 10 minutes), then the audit.
+    Example: ig-story-metrics demo --hours 48
     """
     accounts = [Account(name, uid) for name, uid in SEED_ACCOUNTS.items()]
-    with simulator_server(seed=seed) as server:
+    end = utc_now()
+    clock = VirtualClock(end - timedelta(hours=hours or 0))
+    with simulator_server(seed=seed, clock=clock if hours else utc_now) as server:
         if not as_json:
             Console().print(f"Graph API simulator on {server.url} (seed {seed})", highlight=False)
 
@@ -119,8 +217,30 @@ def demo(
             )
             return RunConfig(settings, accounts, resolve_tokens(settings, accounts, env={}))
 
-        report = _capture(config)
-    _finish(report, as_json)
+        if hours is None:
+            _finish(_capture(config), as_json)
+        try:
+            c = config()
+            ticks = day.schedule(clock(), end)
+            if not as_json:
+                Console().print(f"replaying {hours} h on a virtual clock ending now ...")
+            with hourly.lake_for(c.settings) as lake:
+                replay = day.run(c.settings, c.accounts, c.tokens, clock, ticks, lake=lake)
+                report = day.audit_replay(lake, replay, end)
+        except (ConfigError, StorageError) as exc:
+            raise _fail(str(exc)) from None
+    if as_json:
+        sys.stdout.write(
+            json.dumps(
+                {"day": replay.model_dump(mode="json"), "audit": report.model_dump(mode="json")},
+                indent=2,
+            )
+            + "\n"
+        )
+    else:
+        render_audit(report, Console())
+        render_day(replay, Console())
+    raise typer.Exit(EXIT_FAILED if replay.hourly.failed_runs + replay.sweep.failed_runs else 0)
 
 
 def _fault_parameters() -> list[inspect.Parameter]:

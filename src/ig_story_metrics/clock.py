@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 Clock = Callable[[], datetime]
 
@@ -17,6 +17,36 @@ Clock = Callable[[], datetime]
 def utc_now() -> datetime:
     """The real current time, in UTC."""
     return datetime.now(UTC)
+
+
+class VirtualClock:
+    """A clock that stands still until told to move: the simulated day's shared time.
+
+    Call it like `utc_now`; the simulator's world and the jobs read the same instance, so both agree
+    on "now" to the microsecond. `set` and `advance` only move forward (a replay never goes back).
+    Reading and moving are safe from several threads (one attribute, replaced whole).
+    """
+
+    def __init__(self, start: datetime) -> None:
+        self._now = _aware(start)
+
+    def __call__(self) -> datetime:
+        return self._now
+
+    def set(self, moment: datetime) -> None:
+        moment = _aware(moment)
+        if moment < self._now:
+            raise ValueError(f"a virtual clock does not go back ({moment} < {self._now})")
+        self._now = moment
+
+    def advance(self, step: timedelta) -> None:
+        self.set(self._now + step)
+
+
+def _aware(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("a virtual clock keeps aware UTC datetimes")
+    return moment.astimezone(UTC)
 
 
 class Deadline:

@@ -4,7 +4,14 @@ A thin shim over the library, like the CLI: `prepare_run()` then `pipeline.run()
 as the answer, `logs.log_report()` for Cloud Logging.
 
 Request: `POST` with the body `{"accounts": ["NPI", "LT"]}` for some accounts, or an empty body or
-`{}` for every account in the accounts file (Cloud Scheduler sends `{}`).
+`{}` for every account in the accounts file (Cloud Scheduler sends `{}`). `"mode": "sweep"` (with
+or without `accounts`) runs the sweep instead of the hourly run (the second scheduler job sends
+`{"mode": "sweep"}`); any other mode is a 400.
+
+After the first hourly run of a UTC day (hour 0) the function audits the day that just ended and
+logs one `audit` entry (`jobs/audit.daily_audit`): the figures of `ig-story-metrics audit`, once a
+day, without a third scheduler job; a failing audit is logged (`audit_failed`) and changes nothing
+in the answer.
 
 Answer (always `application/json`): the run report, or `{"error": "..."}` when nothing ran.
 
@@ -13,8 +20,9 @@ Answer (always `application/json`): the run report, or `{"error": "..."}` when n
 | 200    | the run finished and every account succeeded                                            |
 | 502    | the run finished and at least one account failed (Graph API or storage); the others     |
 |        | are stored all the same, and the report says which failed and why                       |
-| 400    | bad request, nothing ran: not JSON, not an object, a key other than `accounts`,         |
-|        | `accounts` not a non-empty list of strings, a malformed or unknown account name         |
+| 400    | bad request, nothing ran: not JSON, not an object, a key other than `accounts` and      |
+|        | `mode`, a mode other than "sweep", `accounts` not a non-empty list of strings, a        |
+|        | malformed or unknown account name                                                       |
 | 405    | a method other than POST (a GET from a browser or a probe must not start a run)         |
 | 413    | a body over 64 KiB (by Content-Length, or by what was actually sent)                    |
 | 500    | the deployment is wrong, nothing ran: settings, accounts file, a missing token,         |
@@ -44,15 +52,18 @@ import functions_framework
 
 from ig_story_metrics import logs
 from ig_story_metrics.errors import ConfigError, StorageError
-from ig_story_metrics.jobs import hourly
+from ig_story_metrics.jobs import hourly, sweep
+from ig_story_metrics.jobs.audit import daily_audit
 from ig_story_metrics.model.accounts import account_name_problem
 from ig_story_metrics.redact import register_secrets, scrub
 from ig_story_metrics.report.events import log_report
-from ig_story_metrics.settings import RunConfig, prepare_run
+from ig_story_metrics.report.models import RunReport
+from ig_story_metrics.settings import RunConfig, Settings, prepare_run
 
 MAX_BODY = 64 * 1024
 STATUS_OK = 200
 STATUS_ACCOUNT_FAILED = 502
+MODES = ("sweep",)  # no mode: the hourly run
 
 logs.configure("json")  # functions always log JSON lines, whatever LOG_FORMAT says
 log = logging.getLogger("ig_story_metrics.function")
@@ -69,14 +80,16 @@ class Refused(Exception):
 
 @functions_framework.http
 def fetch_story_metrics(request: flask.Request) -> flask.Response:
-    """One hourly run for the accounts in the body (all when none); the run report as JSON."""
+    """One hourly run (or sweep) for the accounts in the body (all when none); the run report."""
     if request.method != "POST":
         return refuse(request, Refused(405, f"method {request.method} not allowed: use POST"))
     try:
-        names = parse_body(read_body(request))
+        body = read_body(request)
+        names = parse_body(body)
+        job = sweep.run if parse_mode(body) == "sweep" else hourly.run
         config = prepare(names)
         register_secrets(t.get_secret_value() for t in config.tokens.values())
-        report = hourly.run(config.settings, config.accounts, config.tokens)
+        report = job(config.settings, config.accounts, config.tokens)
     except Refused as exc:
         return refuse(request, exc)
     except StorageError as exc:
@@ -85,7 +98,17 @@ def fetch_story_metrics(request: flask.Request) -> flask.Response:
         log.exception("the run crashed", extra={"event": "crash", "status": 500})
         return answer(500, {"error": "internal error; the function's logs have the details"})
     log_report(report)
+    audit_after(config.settings, report)
     return answer(STATUS_OK if report.ok else STATUS_ACCOUNT_FAILED, report.to_json())
+
+
+def audit_after(settings: Settings, report: RunReport) -> None:
+    """The daily `audit` entry after the day's first hourly run; its failure is only logged."""
+    try:
+        with hourly.lake_for(settings) as lake:
+            daily_audit(lake, report)
+    except Exception:
+        log.exception("the daily audit failed", extra={"event": "audit_failed"})
 
 
 def read_body(request: flask.Request) -> bytes:
@@ -115,9 +138,11 @@ def parse_body(body: bytes) -> list[str]:
         raise Refused(400, 'body is not JSON: send {"accounts": ["NPI"]}, or {} for all') from None
     if not isinstance(data, dict):
         raise Refused(400, 'body must be a JSON object: {"accounts": ["NPI"]}, or {} for all')
-    unknown = sorted(set(data) - {"accounts"})
+    unknown = sorted(set(data) - {"accounts", "mode"})
     if unknown:
-        raise Refused(400, f"unknown key(s) {', '.join(map(short, unknown))}: only 'accounts'")
+        raise Refused(
+            400, f"unknown key(s) {', '.join(map(short, unknown))}: only 'accounts' and 'mode'"
+        )
     if "accounts" not in data:
         return []
     names = data["accounts"]
@@ -130,6 +155,18 @@ def parse_body(body: bytes) -> list[str]:
         if problem:
             raise Refused(400, f"invalid account name {short(name)}: {problem}")
     return names
+
+
+def parse_mode(body: bytes) -> str:
+    """The job a body asks for: "sweep", or "hourly" when it names no mode (400 for another).
+    Call it after `parse_body`, which refuses a body that is not a JSON object."""
+    data = json.loads(body) if body.strip() else {}
+    if "mode" not in data:
+        return "hourly"
+    mode = data["mode"]
+    if mode not in MODES:
+        raise Refused(400, f'unknown mode {short(mode)}: use {{"mode": "sweep"}}, or no mode')
+    return str(mode)
 
 
 def prepare(names: list[str]) -> RunConfig:

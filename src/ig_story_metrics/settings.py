@@ -81,6 +81,11 @@ class Settings(BaseSettings):
             )
         return names
 
+    # The sweep (jobs/sweep.py) snapshots the stories expiring within this many minutes; with a
+    # sweep every 10 minutes, 12 leaves 2 minutes for a late start.
+    sweep_window_minutes: float = Field(
+        default=12.0, gt=0, le=120, validation_alias="IG_SWEEP_WINDOW_MINUTES"
+    )
     # The platform's and the Google libraries' own variables, read here like every other setting.
     storage_emulator_host: str | None = Field(
         default=None, validation_alias="STORAGE_EMULATOR_HOST"

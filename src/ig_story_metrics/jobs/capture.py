@@ -12,7 +12,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,14 +24,17 @@ from ig_story_metrics.graph.advice import account_advice
 from ig_story_metrics.graph.client import GraphClient, Session
 from ig_story_metrics.graph.errors import AccountFatal, GraphError
 from ig_story_metrics.graph.outcome import read_outcomes
-from ig_story_metrics.graph.stories import list_stories
+from ig_story_metrics.graph.stories import Listing, list_stories
 from ig_story_metrics.model.accounts import Account
-from ig_story_metrics.model.snapshot import SNAPSHOTS, snapshot_row
+from ig_story_metrics.model.snapshot import SNAPSHOTS, Capture, snapshot_row
 from ig_story_metrics.model.story import Story, oldest_first
 from ig_story_metrics.report.models import AccountReport, StoryProblem
 from ig_story_metrics.storage import Lake
 
 StoryFilter = Callable[[Sequence[Story]], Sequence[Story]]
+# Where a job's stories come from: the listing (default), or a plan made beforehand (the sweep's
+# stories from the lake's last hourly listing).
+StorySource = Callable[[GraphClient, Session], Awaitable[Listing]]
 
 
 def new_run_id(at: datetime) -> str:
@@ -47,6 +50,7 @@ class RunContext:
     fetched_at: datetime
     api_version: str
     write_deadline: Deadline | None = None
+    capture: Capture = "hourly"
 
 
 async def capture_account(
@@ -57,20 +61,23 @@ async def capture_account(
     ctx: RunContext,
     clock: Clock = utc_now,
     select: StoryFilter | None = None,
+    source: StorySource | None = None,
 ) -> AccountReport:
     """List, fetch, store one account; every failure ends up in the report, never raised.
 
-    `select` narrows the listed stories to those this job snapshots (the sweep's expiring ones).
+    `select` narrows the listed stories to those this job snapshots (the sweep's expiring ones);
+    `source` replaces the listing call (a plan made beforehand).
     """
     started = time.monotonic()
     report = AccountReport(account=account.name, ig_user_id=account.ig_user_id)
     session = Session(account.name, account.ig_user_id, token)
     rows: list[dict[str, object]] = []
     try:
-        listing = await list_stories(client, session)
+        listing = await (source or list_stories)(client, session)
         report.listed = len(listing.stories)
         report.warnings.extend(listing.skipped)
         chosen = listing.stories if select is None else select(listing.stories)
+        report.not_due = report.listed - len(chosen)
         stories = oldest_first(chosen)
         read = await read_outcomes(client, session, stories, clock)
         report.warnings.extend(read.warnings)
@@ -91,6 +98,7 @@ async def capture_account(
                     metrics=metrics,
                     status=status,
                     error=error,
+                    capture=ctx.capture,
                 )
             )
         report.count(statuses)

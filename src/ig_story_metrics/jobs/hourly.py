@@ -16,8 +16,15 @@ from pydantic import SecretStr
 from ig_story_metrics.clock import Clock, Deadline, utc_now
 from ig_story_metrics.graph.client import GraphClient, Transport
 from ig_story_metrics.graph.retry import RetryPolicy
-from ig_story_metrics.jobs.capture import RunContext, StoryFilter, capture_account, new_run_id
+from ig_story_metrics.jobs.capture import (
+    RunContext,
+    StoryFilter,
+    StorySource,
+    capture_account,
+    new_run_id,
+)
 from ig_story_metrics.model.accounts import Account
+from ig_story_metrics.model.snapshot import Capture
 from ig_story_metrics.report.models import AccountReport, RunReport
 from ig_story_metrics.settings import Settings
 from ig_story_metrics.storage import Lake, open_lake
@@ -54,22 +61,29 @@ async def capture_async(
     run_id: str | None = None,
     policy: RetryPolicy | None = None,
     select: StoryFilter | None = None,
+    capture: Capture = "hourly",
+    sources: Mapping[str, StorySource] | None = None,
 ) -> RunReport:
     """One run over `accounts`; the report says what each got. Raises nothing for Graph or storage
-    failures (they are in the report); raises `StorageError` only for an unusable STORAGE_URL."""
+    failures (they are in the report); raises `StorageError` only for an unusable STORAGE_URL.
+
+    The sweep passes `select` (its expiring stories), `capture="sweep"`, and `sources` (by account
+    name, the stories it planned instead of listing)."""
     started = time.monotonic()
     fetched_at = clock().astimezone(UTC)
     budget = Deadline(settings.run_budget_seconds)
     ctx = RunContext(
-        run_id or new_run_id(fetched_at), fetched_at, settings.graph_api_version, budget
+        run_id or new_run_id(fetched_at), fetched_at, settings.graph_api_version, budget, capture
     )
+    planned = sources or {}
     opened = lake or lake_for(settings)
     gate = asyncio.Semaphore(settings.max_concurrent_accounts)
 
     async def one(account: Account) -> AccountReport:
         async with gate:
             token = tokens[account.name]
-            return await capture_account(client, opened, account, token, ctx, clock, select)
+            source = planned.get(account.name)
+            return await capture_account(client, opened, account, token, ctx, clock, select, source)
 
     try:
         async with GraphClient(
@@ -87,6 +101,7 @@ async def capture_async(
             opened.close()
     return RunReport(
         run_id=ctx.run_id,
+        capture=capture,
         fetched_at=fetched_at,
         api_version=ctx.api_version,
         storage_url=settings.storage_url,

@@ -17,6 +17,8 @@ from ig_story_metrics.model.story import Story
 from ig_story_metrics.model.table import Column, Table
 
 InsightsStatus = Literal["ok", "partial", "not_enough_viewers", "expired", "unavailable", "error"]
+Capture = Literal["hourly", "sweep"]
+CAPTURES: tuple[str, ...] = ("hourly", "sweep")
 STATUSES: tuple[str, ...] = (
     "ok",
     "partial",
@@ -64,6 +66,14 @@ COLUMNS: tuple[Column, ...] = (
         "story_age_hours", "float", True, "fetched_at - posted_at, in hours; null when posted_at is"
     ),
     *(_metric_column(name) for name in METRIC_COLUMNS),
+    Column(
+        "capture",
+        "str",
+        True,  # files written before this column read it as null: they are all hourly
+        "the job that took the snapshot: hourly (every live story) or sweep (stories about to "
+        "expire); null in files older than the column, which hold hourly snapshots",
+        enum=CAPTURES,
+    ),
     Column("insights_status", "str", False, "one of: " + ", ".join(STATUSES), enum=STATUSES),
     Column(
         "insights_error",
@@ -103,6 +113,7 @@ def snapshot_row(
     metrics: Mapping[str, int | None],
     status: InsightsStatus,
     error: str | None = None,
+    capture: Capture = "hourly",
 ) -> dict[str, object]:
     """One row of the stored table; metric columns not in `metrics` are null."""
     posted = story.posted_at
@@ -121,5 +132,6 @@ def snapshot_row(
         "story_age_hours": age,
     }
     row.update({name: metrics.get(name) for name in METRIC_COLUMNS})
+    row["capture"] = capture
     row.update(insights_status=status, insights_error=error, run_id=run_id, api_version=api_version)
     return row

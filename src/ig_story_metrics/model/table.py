@@ -86,7 +86,8 @@ class Table:
                 "x-parquet-type": str(col.dtype),
             }
             if col.enum:
-                properties[col.name]["enum"] = list(col.enum)
+                # a nullable column's null is a valid value too
+                properties[col.name]["enum"] = [*col.enum, *([None] if col.nullable else [])]
         return {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": self.title,

@@ -65,6 +65,7 @@ def log_report(report: RunReport, logger: logging.Logger | None = None) -> None:
         extra={
             "event": "run_summary",
             "run_id": report.run_id,
+            "capture": report.capture,
             "ok": report.ok,
             "fetched_at": report.fetched_at.isoformat(),
             "api_version": report.api_version,

@@ -26,6 +26,11 @@ class AccountReport(BaseModel):
     ok: bool = True
     error: str | None = None
     listed: int = 0
+    # listed stories this job did not snapshot (a sweep's stories that do not expire soon)
+    not_due: int = 0
+    # where the stories came from: "listing" (the Graph API), or "lake" (a sweep planned from the
+    # account's last hourly listing)
+    planned_from: str = "listing"
     statuses: dict[str, int] = Field(default_factory=dict)
     stored_rows: int = 0
     files: list[str] = Field(default_factory=list)
@@ -55,8 +60,8 @@ class AccountReport(BaseModel):
     def failed(self) -> int:
         """Stories listed whose metrics could not be read (or that were not stored)."""
         if not self.ok and self.stored_rows == 0:
-            return self.listed
-        return self.listed - self.captured - self.below_threshold
+            return self.listed - self.not_due
+        return self.listed - self.not_due - self.captured - self.below_threshold
 
     def count(self, statuses: Counter[str]) -> None:
         self.statuses = dict(sorted(statuses.items()))
@@ -68,9 +73,10 @@ class AccountReport(BaseModel):
 
 
 class RunReport(BaseModel):
-    """One hourly run over several accounts."""
+    """One run (hourly, or a sweep) over several accounts."""
 
     run_id: str
+    capture: str = "hourly"
     fetched_at: datetime
     api_version: str
     storage_url: str

@@ -1,25 +1,32 @@
-"""The run report on a terminal: a table per run, the files written, the warnings."""
+"""Reports on a terminal: a run (a table per account, the files written, the warnings), the audit
+(a row per account and day, then every miss by name), and a simulated day's figures."""
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ig_story_metrics.model.coverage import DayCoverage
+from ig_story_metrics.report.audit import AuditReport, DayRun
 from ig_story_metrics.report.models import RunReport
 
 
 def render_run(report: RunReport, console: Console) -> None:
     """The short human summary: a table per account, then where the files are."""
-    table = Table(title=f"run {report.run_id} at {report.fetched_at:%Y-%m-%d %H:%M:%S} UTC")
-    for name in ("account", "stories listed", "captured", "below threshold", "failed"):
+    sweep = report.capture == "sweep"
+    kind = "sweep" if sweep else "run"
+    table = Table(title=f"{kind} {report.run_id} at {report.fetched_at:%Y-%m-%d %H:%M:%S} UTC")
+    first = "due / known (from)" if sweep else "stories listed"
+    for name in ("account", first, "captured", "below threshold", "failed"):
         table.add_column(name, justify="left" if name == "account" else "right")
     table.add_column("status")
     for a in report.accounts:
         status = "[green]ok[/green]" if a.ok else f"[red]FAILED[/red] {escape(a.error or '')}"
         table.add_row(
             a.account,
-            str(a.listed),
+            f"{a.listed - a.not_due} / {a.listed} ({a.planned_from})" if sweep else str(a.listed),
             str(a.captured),
             str(a.below_threshold),
             str(a.failed),
@@ -33,9 +40,128 @@ def render_run(report: RunReport, console: Console) -> None:
         for path in files:
             console.print(f"  {path}", soft_wrap=True, highlight=False)
     else:
-        console.print("wrote no files (no live stories)")
+        console.print(
+            "wrote no files (nothing due)" if sweep else "wrote no files (no live stories)"
+        )
     for a in report.accounts:
         for warning in a.warnings:
             console.print(
                 f"[yellow]warning[/yellow] {a.account}: {escape(warning)}", highlight=False
             )
+
+
+def render_audit(report: AuditReport, console: Console) -> None:
+    """The audit: one table row per account and day, then every miss by name."""
+    within = f"{report.final_minutes:g}"
+    table = Table(
+        title=f"coverage {report.days[0]} .. {report.days[-1]} (UTC) in {report.storage_url}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for name in (
+        "account",
+        "day",
+        "stories",
+        "snapshots\nper story",
+        "max\ngap",
+        f"final\n<={within}m",
+        "missed",
+        "no\nrun",
+        "late",
+    ):
+        left = name in ("account", "day")
+        table.add_column(name, justify="left" if left else "right", no_wrap=left)
+    for c in report.coverage:
+        table.add_row(
+            *_coverage_cells(c), style="red" if c.missed_finals or c.missing_hours else None
+        )
+    console.print(table)
+    share = report.final_share
+    console.print(
+        f"{report.finals_caught} of {report.expired} expired stories had a snapshot in their last "
+        f"{within} minutes ({'-' if share is None else f'{share:.1%}'}); "
+        f"{report.missed_finals} missed, {report.missing_hours} hourly runs missing, "
+        f"{report.late_first_seen} stories first seen late",
+        highlight=False,
+    )
+    for c in report.coverage:
+        for line in _misses(c, report.late_minutes):
+            console.print(f"[yellow]{c.account} {c.day}[/yellow] {escape(line)}", highlight=False)
+    verdict = "[green]ok[/green]" if report.ok else "[red]FAILED[/red]"
+    console.print(
+        f"audit {verdict}: thresholds {report.max_missed_finals} missed finals, "
+        f"{report.max_missing_hours} missing hourly runs",
+        highlight=False,
+    )
+
+
+def _coverage_cells(c: DayCoverage) -> list[str]:
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:g}"
+
+    oldest = max((m.minutes_before_expiry or 0 for m in c.missed_finals), default=None)
+    missed = f"{len(c.missed_finals)}" + ("" if oldest is None else f" ({oldest:g}m)")
+    return [
+        c.account,
+        c.day.isoformat(),
+        str(c.stories_seen),
+        "/".join(number(v) for v in (c.snapshots_min, c.snapshots_median, c.snapshots_max)),
+        "-" if c.largest_gap_minutes is None else f"{c.largest_gap_minutes:g}m",
+        f"{c.finals_caught}/{c.expired}",
+        missed,
+        str(len(c.missing_hours)),
+        str(len(c.late_first_seen)),
+    ]
+
+
+def _misses(c: DayCoverage, late_minutes: float) -> list[str]:
+    lines = []
+    for m in c.missed_finals:
+        last = (
+            "never a snapshot"
+            if m.last_snapshot_at is None
+            else (
+                f"last snapshot {m.last_snapshot_at:%H:%M} ({m.minutes_before_expiry:g} min before)"
+            )
+        )
+        lines.append(f"story {m.story_id} expired {m.expires_at:%H:%M}: {last}")
+    if c.missing_hours:
+        hours = ", ".join(f"{h:%H}:00" for h in c.missing_hours)
+        lines.append(f"no hourly run in the hour(s) starting {hours}")
+    for s in c.late_first_seen:
+        lines.append(
+            f"story {s.story_id} posted {s.posted_at:%H:%M} first seen {s.first_seen_at:%H:%M} "
+            f"({s.minutes_after_posting:g} min > {late_minutes:g})"
+        )
+    return lines
+
+
+def render_day(day: DayRun, console: Console) -> None:
+    """The simulated day's figures: coverage with and without sweeps, and what each costs."""
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    extra = day.extra_operations
+    console.print(
+        f"simulated {day.start:%Y-%m-%d %H:%M} .. {day.end:%Y-%m-%d %H:%M} UTC in "
+        f"{day.duration_seconds:.1f} s: {day.hourly.runs} hourly runs, {day.sweep.runs} sweeps",
+        highlight=False,
+    )
+    table = Table(title="last snapshot within 10 minutes of expiry, and what it costs")
+    for name in ("schedule", "expired stories caught", "API operations", "HTTP requests"):
+        table.add_column(name, justify="left" if name == "schedule" else "right")
+    table.add_row(
+        "hourly only",
+        share(day.share_hourly_only),
+        str(day.hourly.operations),
+        str(day.hourly.http_requests),
+    )
+    table.add_row(
+        "hourly + sweeps",
+        share(day.share_with_sweeps),
+        f"{day.hourly.operations + day.sweep.operations}"
+        + ("" if extra is None else f" (+{extra:.1%})"),
+        str(day.hourly.http_requests + day.sweep.http_requests),
+    )
+    console.print(table)

@@ -32,6 +32,10 @@ class Backend(Protocol):
         """Replace the object atomically if its generation is still `if_generation`, else conflict."""
         ...
 
+    def children(self, prefix: str) -> list[str]:
+        """The names one level below the folder `prefix` (e.g. the accounts under `Instagram`)."""
+        ...
+
     def locked(self, key: str) -> contextlib.AbstractContextManager[None]:
         """Hold off other writers of `key` on this backend where it can (a no-op on GCS)."""
         ...

@@ -138,6 +138,20 @@ class GcsBackend:
             _release(exc)
             raise StorageError(self._describe("write", key, exc)) from None
 
+    def children(self, prefix: str) -> list[str]:
+        """The "folders" one level below `prefix`: a delimited listing (names only, no objects)."""
+        folder = self.object_name(prefix.strip("/")) + "/"
+        try:
+            pages = self.client().list_blobs(
+                self.bucket, prefix=folder, delimiter="/", retry=self._retry()
+            )
+            found: set[str] = set()
+            for page in pages.pages:
+                found.update(page.prefixes)
+        except Exception as exc:
+            raise StorageError(self._describe("list", prefix, exc)) from None
+        return sorted(name[len(folder) :].rstrip("/") for name in found)
+
     def locked(self, key: str) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
 
@@ -197,7 +211,7 @@ def _explain_gcs_error(exc: BaseException, backend: GcsBackend, action: str) -> 
             "no usable Google Cloud credentials (set GOOGLE_APPLICATION_CREDENTIALS, run "
             f"`gcloud auth application-default login`, or run as a service account): {line(exc)}"
         )
-    if isinstance(exc, api.NotFound) and action == "write":
+    if isinstance(exc, api.NotFound) and action in ("write", "list"):
         return f"bucket {backend.bucket!r} does not exist (404)"
     if isinstance(exc, api.Forbidden | api.Unauthorized):
         return (

@@ -63,6 +63,15 @@ class LocalBackend:
         except OSError as exc:
             raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
+    def children(self, prefix: str) -> list[str]:
+        folder = self.root / prefix
+        try:
+            return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            raise StorageError(f"cannot list {folder}: {exc.strerror or exc}") from None
+
     @contextlib.contextmanager
     def locked(self, key: str) -> Iterator[None]:
         """Exclusive flock on a hidden `.{name}.lock` beside the file (released by the kernel when

@@ -1,0 +1,106 @@
+"""The audit: read the snapshots of the last days back from the lake and report their coverage.
+
+`audit()` reads every account's daily files (local folder or bucket) for the chosen days plus the
+day before (where the first day's stories were posted and first seen), and computes per account and
+UTC day what `model.coverage` defines. `daily_audit()` is the Cloud Function's: after the first
+hourly run of a UTC day it audits the day that just ended and logs one `audit` entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+
+import polars as pl
+
+from ig_story_metrics.model.coverage import FINAL_WITHIN, LATE_AFTER, day_coverage
+from ig_story_metrics.report.audit import AuditReport, log_audit
+from ig_story_metrics.report.models import RunReport
+from ig_story_metrics.storage import Lake
+from ig_story_metrics.storage.scan import day_range, read_snapshots
+
+
+def audit(
+    lake: Lake,
+    *,
+    now: datetime,
+    days: int = 2,
+    final_within: timedelta = FINAL_WITHIN,
+    late_after: timedelta = LATE_AFTER,
+    accounts: Sequence[str] | None = None,
+    max_missed_finals: int = 0,
+    max_missing_hours: int = 0,
+    until_day_before: bool = False,
+) -> AuditReport:
+    """Coverage of the last `days` UTC days up to `now` (today included, unless
+    `until_day_before`), for `accounts` (default: every account in the lake)."""
+    frame, chosen = read_days(
+        lake, now=now, days=days, accounts=accounts, until_day_before=until_day_before
+    )
+    return report_for(
+        frame,
+        lake.url(""),
+        now=now,
+        days=chosen,
+        final_within=final_within,
+        late_after=late_after,
+        accounts=accounts or (),
+        max_missed_finals=max_missed_finals,
+        max_missing_hours=max_missing_hours,
+    )
+
+
+def read_days(
+    lake: Lake,
+    *,
+    now: datetime,
+    days: int,
+    accounts: Sequence[str] | None = None,
+    until_day_before: bool = False,
+) -> tuple[pl.DataFrame, list[date]]:
+    """The rows an audit of the last `days` days reads (those days and the day before), and the
+    days it reports."""
+    if days < 1:
+        raise ValueError("an audit covers at least one day")
+    last = now.date() - timedelta(days=1 if until_day_before else 0)
+    chosen = day_range(last - timedelta(days=days - 1), last)
+    return read_snapshots(lake, [chosen[0] - timedelta(days=1), *chosen], accounts), chosen
+
+
+def report_for(
+    frame: pl.DataFrame,
+    storage_url: str,
+    *,
+    now: datetime,
+    days: Sequence[date],
+    final_within: timedelta = FINAL_WITHIN,
+    late_after: timedelta = LATE_AFTER,
+    accounts: Sequence[str] = (),
+    max_missed_finals: int = 0,
+    max_missing_hours: int = 0,
+) -> AuditReport:
+    """The audit report of snapshot rows already read (`frame`)."""
+    chosen = sorted(days)
+    coverage = day_coverage(
+        frame, chosen, now, final_within=final_within, late_after=late_after, accounts=accounts
+    )
+    return AuditReport(
+        generated_at=now,
+        days=chosen,
+        storage_url=storage_url.rstrip("/"),
+        final_minutes=final_within.total_seconds() / 60,
+        late_minutes=late_after.total_seconds() / 60,
+        max_missed_finals=max_missed_finals,
+        max_missing_hours=max_missing_hours,
+        coverage=coverage,
+    )
+
+
+def daily_audit(lake: Lake, run: RunReport) -> AuditReport | None:
+    """After the first hourly run of a UTC day (hour 0): audit the day before and log one `audit`
+    entry. Any other run: nothing (None)."""
+    if run.capture != "hourly" or run.fetched_at.hour != 0:
+        return None
+    report = audit(lake, now=run.fetched_at, days=1, until_day_before=True)
+    log_audit(report)
+    return report

@@ -1,0 +1,145 @@
+"""The sweep: snapshot only the stories about to expire, so each one's last snapshot lands minutes
+(not up to an hour) before it vanishes. Scheduled every 10 minutes beside the hourly run.
+
+Per account: know the live stories, keep those expiring within `IG_SWEEP_WINDOW_MINUTES`
+(`model.expiry.due`), fetch their insights oldest first, add their rows (`capture = "sweep"`) to
+the day's file. The stories come from the account's last hourly listing in the lake when it is
+fresh (`model.expiry.plan_from_snapshots`: no listing call at all), else from the listing. A sweep
+with nothing due writes nothing (and makes no call, or only the listing calls). Containment,
+retries and the report are the hourly run's (`jobs/capture.py`); a plan that cannot be read is a
+warning and the account lists instead. Its budget fits a 10-minute schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Literal
+
+import polars as pl
+from pydantic import SecretStr
+
+from ig_story_metrics.clock import Clock, utc_now
+from ig_story_metrics.graph.client import GraphClient, Session, Transport
+from ig_story_metrics.graph.retry import RetryPolicy
+from ig_story_metrics.graph.stories import Listing
+from ig_story_metrics.jobs.capture import StorySource
+from ig_story_metrics.jobs.hourly import capture_async, lake_for
+from ig_story_metrics.model.accounts import Account
+from ig_story_metrics.model.expiry import PLAN_FRESH, due, plan_from_snapshots
+from ig_story_metrics.model.snapshot import SNAPSHOTS
+from ig_story_metrics.model.story import Story
+from ig_story_metrics.redact import scrub
+from ig_story_metrics.report.models import RunReport
+from ig_story_metrics.settings import Settings
+from ig_story_metrics.storage import Lake
+
+# A sweep starts every 10 minutes: it must be over well before the next one.
+SWEEP_BUDGET_SECONDS = 240.0
+Plan = Literal["lake", "list"]
+
+
+async def sweep_async(
+    settings: Settings,
+    accounts: Sequence[Account],
+    tokens: Mapping[str, SecretStr],
+    *,
+    lake: Lake | None = None,
+    transport: Transport | None = None,
+    clock: Clock = utc_now,
+    run_id: str | None = None,
+    policy: RetryPolicy | None = None,
+    plan: Plan = "lake",
+) -> RunReport:
+    """One sweep over `accounts`. `plan="list"` always lists instead of planning from the lake."""
+    now = clock()
+    window = timedelta(minutes=settings.sweep_window_minutes)
+    opened = lake or lake_for(settings)
+    try:
+        plans: dict[str, list[Story] | str | None] = {}
+        if plan == "lake":
+            plans = await _plans(opened, accounts, now, window)
+        sources = {name: _source(p) for name, p in plans.items() if isinstance(p, list)}
+        report = await capture_async(
+            sweep_settings(settings),
+            accounts,
+            tokens,
+            lake=opened,
+            transport=transport,
+            clock=clock,
+            run_id=run_id,
+            policy=policy,
+            select=lambda stories: due(stories, now, window),
+            capture="sweep",
+            sources=sources,
+        )
+    finally:
+        if lake is None:
+            opened.close()
+    for account in report.accounts:
+        planned = plans.get(account.account)
+        if isinstance(planned, list):
+            account.planned_from = "lake"
+        elif isinstance(planned, str):
+            account.warnings.append(planned)
+    return report
+
+
+def sweep_settings(settings: Settings) -> Settings:
+    """The settings of a sweep: the run's budget, capped to fit a 10-minute schedule."""
+    budget = min(settings.run_budget_seconds, SWEEP_BUDGET_SECONDS)
+    return settings.model_copy(update={"run_budget_seconds": budget})
+
+
+async def _plans(
+    lake: Lake, accounts: Sequence[Account], now: datetime, window: timedelta
+) -> dict[str, list[Story] | str | None]:
+    """Per account: the due stories planned from the lake, None (not fresh: list), or why the
+    lake could not be read (a warning: list)."""
+    found = await asyncio.gather(
+        *(asyncio.to_thread(plan_account, lake, a.name, now, window) for a in accounts),
+        return_exceptions=True,
+    )
+    plans: dict[str, list[Story] | str | None] = {}
+    for account, result in zip(accounts, found, strict=True):
+        if isinstance(result, BaseException):
+            reason = scrub(str(result)) or type(result).__name__
+            plans[account.name] = (
+                f"could not plan the sweep from the lake ({reason}): listed instead"
+            )
+        else:
+            plans[account.name] = result
+    return plans
+
+
+def plan_account(lake: Lake, account: str, now: datetime, window: timedelta) -> list[Story] | None:
+    """The account's due stories from its latest hourly listing in the lake (None: list)."""
+    days = sorted({(now - PLAN_FRESH).date(), now.date()})
+    rows = pl.concat([lake.read(SNAPSHOTS, account, day) for day in days])
+    return plan_from_snapshots(rows, now, window)
+
+
+def _source(stories: list[Story]) -> StorySource:
+    async def planned(client: GraphClient, session: Session) -> Listing:
+        return Listing(stories=list(stories))
+
+    return planned
+
+
+def run(
+    settings: Settings,
+    accounts: Sequence[Account],
+    tokens: Mapping[str, SecretStr],
+    *,
+    lake: Lake | None = None,
+    transport: Transport | None = None,
+    clock: Clock = utc_now,
+    plan: Plan = "lake",
+) -> RunReport:
+    """The synchronous entry point of the sweep, used by the CLI and the Cloud Function."""
+    return asyncio.run(
+        sweep_async(
+            settings, accounts, tokens, lake=lake, transport=transport, clock=clock, plan=plan
+        )
+    )

@@ -1,0 +1,43 @@
+"""Reading the snapshots back: every account's daily files over a range of days, as one frame.
+
+Accounts are found in the lake itself (the folders under `Instagram/`), so an audit needs no
+accounts file. Files older than a column read it as null (`Table.conform`); a day without a file
+is simply absent. Reads go through `Lake.read`, so a local folder and a bucket read alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
+
+import polars as pl
+
+from ig_story_metrics.model.accounts import account_name_problem
+from ig_story_metrics.model.snapshot import SNAPSHOTS
+from ig_story_metrics.storage.lake import Lake
+
+ROOT = "Instagram"
+READERS = 8  # parallel reads: a bucket answers each object in tens of milliseconds
+
+
+def snapshot_accounts(lake: Lake) -> list[str]:
+    """The accounts that have a folder in the lake (names that are valid account names)."""
+    return [name for name in lake.backend.children(ROOT) if not account_name_problem(name)]
+
+
+def day_range(first: date, last: date) -> list[date]:
+    """Every day from `first` to `last`, both included."""
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def read_snapshots(
+    lake: Lake, days: Iterable[date], accounts: Sequence[str] | None = None
+) -> pl.DataFrame:
+    """The snapshot rows of `accounts` (default: every account in the lake) on `days`, in the
+    stored schema. Raises `StorageError` for a file that cannot be read."""
+    names = snapshot_accounts(lake) if accounts is None else list(accounts)
+    parts = [(name, day) for name in names for day in sorted(set(days))]
+    with ThreadPoolExecutor(max_workers=READERS) as pool:
+        frames = list(pool.map(lambda part: lake.read(SNAPSHOTS, *part), parts))
+    return pl.concat([SNAPSHOTS.frame([]), *frames], how="vertical")

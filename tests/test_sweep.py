@@ -1,0 +1,308 @@
+"""The sweep, over real sockets on a virtual clock: the simulator and the jobs read the same clock,
+the client speaks HTTP to the simulator on loopback, the rows land in a real local lake."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from rich.console import Console
+
+from ig_story_metrics.clock import VirtualClock
+from ig_story_metrics.jobs import hourly, sweep
+from ig_story_metrics.model.expiry import due, plan_from_snapshots
+from ig_story_metrics.model.snapshot import SNAPSHOTS
+from ig_story_metrics.model.story import Story
+from ig_story_metrics.report.models import RunReport
+from ig_story_metrics.report.terminal import render_run
+from ig_story_metrics.settings import Settings, load_accounts, resolve_tokens, select_accounts
+from ig_story_metrics.simulator import SimulatorServer, World
+from ig_story_metrics.simulator.world import SimStory
+from ig_story_metrics.storage import Lake, open_lake
+from ig_story_metrics.storage.layout import snapshot_key, snapshot_schema_key
+
+from .conftest import NOW, SECRET_TOKEN, env_for, make_server, run_cli, settings_for
+
+WINDOW = timedelta(minutes=12)
+MINUTE = timedelta(minutes=1)
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    """The shared clock, an hour before the moments the tests look for (it only moves forward)."""
+    return VirtualClock(NOW - timedelta(hours=1))
+
+
+@pytest.fixture
+def sim(clock: VirtualClock) -> Iterator[SimulatorServer]:
+    """The simulator on a free loopback port, reading the virtual clock."""
+    with make_server(clock=clock) as server:
+        yield server
+
+
+class Jobs:
+    """The production jobs against the simulator, on the shared virtual clock."""
+
+    def __init__(self, settings: Settings, accounts: Path, clock: VirtualClock) -> None:
+        self.settings = settings
+        self.accounts = select_accounts(load_accounts(accounts), [], all_accounts=True)
+        self.tokens = resolve_tokens(settings, self.accounts, env={})
+        self.clock = clock
+        self.lake: Lake = open_lake(settings.storage_url)
+
+    def hourly(self, at: datetime) -> RunReport:
+        self.clock.set(at)
+        return hourly.run(self.settings, self.accounts, self.tokens, clock=self.clock)
+
+    def sweep(self, at: datetime, plan: sweep.Plan = "lake") -> RunReport:
+        self.clock.set(at)
+        return sweep.run(self.settings, self.accounts, self.tokens, clock=self.clock, plan=plan)
+
+    def rows(self, account: str, at: datetime) -> pl.DataFrame:
+        return self.lake.read(SNAPSHOTS, account, at.date())
+
+
+@pytest.fixture
+def jobs(sim: SimulatorServer, tmp_path: Path, accounts_file: Path, clock: VirtualClock) -> Jobs:
+    return Jobs(settings_for(sim, tmp_path, accounts_file), accounts_file, clock)
+
+
+def stories_around(world: World, account: str, start: datetime, hours: int) -> list[SimStory]:
+    """Every story of `account` live at some full hour in `[start, start + hours]`."""
+    found = {
+        s.id: s
+        for h in range(hours + 1)
+        for s in world.live_stories(account, start + timedelta(hours=h))
+    }
+    return sorted(found.values(), key=lambda s: s.expires_at)
+
+
+def pair_5_and_30(world: World) -> tuple[datetime, SimStory, SimStory]:
+    """A moment at which one story expires in 5 minutes and another in 27 to 33 minutes."""
+    stories = sorted(
+        (s for a in world.accounts for s in stories_around(world, a, NOW, 48)),
+        key=lambda s: s.expires_at,
+    )
+    for a in stories:
+        moment = a.expires_at - 5 * MINUTE
+        if moment < NOW:
+            continue
+        for b in stories:
+            if 27 * MINUTE <= b.expires_at - moment <= 33 * MINUTE:
+                return moment, a, b
+    raise AssertionError("no such pair in 48 simulated hours")
+
+
+def empty_moment(world: World, after: datetime) -> datetime:
+    """The first minute after `after` (past :05 of its hour) at which no story of any account
+    expires within the sweep window."""
+    moment = after.replace(minute=5, second=0, microsecond=0)
+    if moment < after:
+        moment += timedelta(hours=1)
+    ends = [s.expires_at for a in world.accounts for s in stories_around(world, a, after, 6)]
+    while any(moment < end <= moment + WINDOW for end in ends):
+        moment += MINUTE
+    return moment
+
+
+@pytest.mark.parametrize("plan", ["list", "lake"])
+def test_story_expiring_in_5_minutes_is_swept_and_one_in_30_is_not(
+    jobs: Jobs, sim: SimulatorServer, plan: sweep.Plan
+) -> None:
+    """A sweep snapshots exactly the stories expiring within 12 minutes, with the simulator's
+    values at that moment and capture "sweep"; a story 30 minutes from expiry is left alone."""
+    moment, soon, later = pair_5_and_30(sim.simulator.world)
+    world = sim.simulator.world
+    if plan == "lake":
+        jobs.hourly(moment.replace(minute=0, second=0, microsecond=0))
+    before = jobs.rows(soon.account, moment).height
+    report = jobs.sweep(moment, plan)
+    assert report.ok
+    assert report.capture == "sweep"
+    for account in report.accounts:
+        assert account.planned_from == ("lake" if plan == "lake" else "listing")
+        expected = {
+            s.id
+            for s in world.live_stories(account.account, moment)
+            if s.expires_at <= moment + WINDOW
+        }
+        swept = jobs.rows(account.account, moment).filter(pl.col("run_id") == report.run_id)
+        assert set(swept["story_id"]) == expected
+        assert account.stored_rows == len(expected)
+        assert account.failed == 0
+        assert set(swept["capture"]) <= {"sweep"}
+        assert swept["fetched_at"].unique().to_list() in ([moment], [])
+    swept = jobs.rows(soon.account, moment).filter(pl.col("run_id") == report.run_id)
+    assert soon.id in set(swept["story_id"])
+    assert jobs.rows(soon.account, moment).height == before + swept.height
+    assert later in world.live_stories(later.account, moment)  # live and listed, not due
+    others = jobs.rows(later.account, moment).filter(pl.col("run_id") == report.run_id)
+    assert later.id not in set(others["story_id"])
+    row = swept.filter(pl.col("story_id") == soon.id).row(0, named=True)
+    truth = sim.simulator.truth(soon.id, moment)
+    assert truth is not None
+    assert {k: row[k] for k in truth} == truth
+
+
+def test_sweep_at_an_empty_moment_lists_and_writes_nothing(
+    jobs: Jobs, sim: SimulatorServer, tmp_path: Path
+) -> None:
+    """With nothing due, a listing sweep makes one listing call per account and writes no file."""
+    moment = empty_moment(sim.simulator.world, NOW)
+    report = jobs.sweep(moment, "list")
+    assert report.ok
+    assert [a.operations for a in report.accounts] == [1] * len(report.accounts)
+    assert all(a.listed > 0 and a.not_due == a.listed for a in report.accounts)
+    assert all(a.stored_rows == 0 and a.files == [] and a.failed == 0 for a in report.accounts)
+    assert not (tmp_path / "lake").exists()
+
+
+def test_planned_sweep_at_an_empty_moment_calls_nothing_and_writes_nothing(
+    jobs: Jobs, sim: SimulatorServer
+) -> None:
+    """After a fresh hourly run, a sweep with nothing due plans from the lake: no Graph call at
+    all, and every file stays as the hourly run left it."""
+    moment = empty_moment(sim.simulator.world, NOW)
+    jobs.hourly(moment.replace(minute=0))
+    paths = sorted(Path(jobs.settings.storage_url).rglob("*"))
+    stamps = [p.stat().st_mtime_ns for p in paths]
+    report = jobs.sweep(moment)
+    assert all(a.planned_from == "lake" for a in report.accounts)
+    assert sum(a.operations + a.http_requests for a in report.accounts) == 0
+    assert sorted(Path(jobs.settings.storage_url).rglob("*")) == paths
+    assert [p.stat().st_mtime_ns for p in paths] == stamps
+
+
+def test_sweep_lists_when_the_last_hourly_listing_is_stale(
+    jobs: Jobs, sim: SimulatorServer
+) -> None:
+    """An hourly listing older than 75 minutes is not trusted: the sweep lists (1 call each)."""
+    moment = empty_moment(sim.simulator.world, NOW + timedelta(hours=2))
+    jobs.hourly(moment - timedelta(hours=2))
+    report = jobs.sweep(moment)
+    assert all(a.planned_from == "listing" and a.operations == 1 for a in report.accounts)
+
+
+def test_unreadable_lake_is_a_warning_and_the_sweep_lists(jobs: Jobs, sim: SimulatorServer) -> None:
+    """A daily file that cannot be read does not stop the sweep: it lists, and says why."""
+    moment = empty_moment(sim.simulator.world, NOW)
+    jobs.hourly(moment.replace(minute=0))
+    broken = Path(jobs.settings.storage_url) / snapshot_key("LT", moment.date())
+    broken.write_bytes(b"not parquet")
+    report = jobs.sweep(moment)
+    lt = next(a for a in report.accounts if a.account == "LT")
+    assert lt.ok
+    assert lt.planned_from == "listing"
+    assert lt.operations == 1
+    assert any("could not plan the sweep from the lake" in w for w in lt.warnings)
+    assert all(a.planned_from == "lake" for a in report.accounts if a.account != "LT")
+    assert broken.read_bytes() == b"not parquet"
+
+
+def test_hourly_rows_say_hourly_and_older_files_merge_with_null(jobs: Jobs, tmp_path: Path) -> None:
+    """Rows of the hourly run carry capture "hourly"; a file written before the column existed
+    keeps its rows, which read the new column as null."""
+    old = SNAPSHOTS.frame([]).drop("capture")
+    old = pl.DataFrame({name: [None] for name in old.columns}, schema=old.schema).with_columns(
+        account=pl.lit("NPI"),
+        ig_user_id=pl.lit("1"),
+        story_id=pl.lit("180000"),
+        posted_at=pl.lit(NOW - timedelta(hours=2)),
+        expires_at=pl.lit(NOW + timedelta(hours=22)),
+        fetched_at=pl.lit(NOW - timedelta(hours=1)),
+        story_age_hours=pl.lit(1.0),
+        insights_status=pl.lit("ok"),
+        run_id=pl.lit("old-run"),
+        api_version=pl.lit("v25.0"),
+    )
+    path = Path(jobs.settings.storage_url) / snapshot_key("NPI", NOW.date())
+    path.parent.mkdir(parents=True)
+    old.write_parquet(path)
+    report = jobs.hourly(NOW)
+    merged = pl.read_parquet(path)
+    assert merged.filter(pl.col("run_id") == "old-run")["capture"].to_list() == [None]
+    new = merged.filter(pl.col("run_id") == report.run_id)
+    assert new.height > 0
+    assert set(new["capture"]) == {"hourly"}
+    schema_path = Path(jobs.settings.storage_url) / snapshot_schema_key("NPI", NOW.date())
+    schema = json.loads(schema_path.read_text())
+    assert schema["properties"]["capture"]["enum"] == ["hourly", "sweep", None]
+
+
+def test_due_is_the_half_open_window_oldest_first() -> None:
+    """Due: expiring after now and at most `window` later (a story expiring now is gone)."""
+    base = NOW - timedelta(hours=24)
+    stories = [Story(str(n), base + timedelta(minutes=m)) for n, m in enumerate((0, 1, 12, 13))]
+    assert [s.id for s in due(reversed(stories), NOW, WINDOW)] == ["1", "2"]
+
+
+def test_plan_uses_only_the_latest_hourly_listing() -> None:
+    """A plan comes from the latest hourly run's rows (not sweeps, not older runs)."""
+    base = NOW - timedelta(hours=24)
+    rows = [
+        ("gone", base + 3 * MINUTE, NOW - 2 * timedelta(hours=1), "hourly"),
+        ("due", base + 4 * MINUTE, NOW - 5 * MINUTE, "hourly"),
+        ("later", base + 40 * MINUTE, NOW - 5 * MINUTE, "hourly"),
+        ("swept", base + 5 * MINUTE, NOW - 1 * MINUTE, "sweep"),
+    ]
+    frame = SNAPSHOTS.frame(
+        {"story_id": s, "posted_at": p, "expires_at": p + timedelta(hours=24), "fetched_at": f,
+         "capture": c}
+        for s, p, f, c in rows
+    )  # fmt: skip
+    plan = plan_from_snapshots(frame, NOW, WINDOW)
+    assert plan is not None
+    assert [s.id for s in plan] == ["due"]
+    assert plan_from_snapshots(frame, NOW + timedelta(hours=2), WINDOW) is None
+
+
+def test_virtual_clock_moves_only_forward() -> None:
+    """The shared clock stands still until set, and refuses to go back or to be naive."""
+    clock = VirtualClock(NOW)
+    assert clock() == clock() == NOW
+    clock.advance(MINUTE)
+    assert clock() == NOW + MINUTE
+    with pytest.raises(ValueError, match="does not go back"):
+        clock.set(NOW)
+    with pytest.raises(ValueError, match="aware"):
+        clock.set(NOW.replace(tzinfo=None))
+
+
+def test_cli_sweep_prints_a_sweep_report(tmp_path: Path, accounts_file: Path) -> None:
+    """`ig-story-metrics sweep --all --list --json` lists every account and exits 0."""
+    with make_server(clock=lambda: datetime.now(NOW.tzinfo)) as server:
+        result = run_cli(
+            ["sweep", "--all", "--list", "--json"],
+            env_for(server, tmp_path, accounts_file),
+            tmp_path,
+        )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["capture"] == "sweep"
+    assert [a["operations"] >= 1 for a in report["accounts"]] == [True] * 5
+    assert SECRET_TOKEN not in result.stdout + result.stderr
+
+
+def test_sweep_budget_fits_a_10_minute_schedule(jobs: Jobs) -> None:
+    """A sweep's budget is the run budget capped at 240 s (it must end before the next sweep);
+    a smaller configured budget is kept."""
+    assert sweep.sweep_settings(jobs.settings).run_budget_seconds == 240
+    small = jobs.settings.model_copy(update={"run_budget_seconds": 30.0})
+    assert sweep.sweep_settings(small).run_budget_seconds == 30
+
+
+def test_terminal_shows_a_sweep_as_a_sweep(jobs: Jobs, sim: SimulatorServer) -> None:
+    """A sweep's table says sweep, the due and known stories and where they came from; a sweep
+    that wrote nothing says nothing was due."""
+    moment = empty_moment(sim.simulator.world, NOW)
+    console = Console(record=True, width=120)
+    render_run(jobs.sweep(moment, "list"), console)
+    text = console.export_text()
+    assert text.lstrip().startswith("sweep ")
+    assert "0 / " in text
+    assert "(listing)" in text
+    assert "wrote no files (nothing due)" in text
