@@ -15,6 +15,7 @@ import polars as pl
 from ig_story_metrics.model.metrics import METRIC_COLUMNS, NAVIGATION_PARTS
 from ig_story_metrics.model.story import Story
 from ig_story_metrics.model.table import Column, Table
+from ig_story_metrics.redact import scrub
 
 InsightsStatus = Literal["ok", "partial", "not_enough_viewers", "expired", "unavailable", "error"]
 STATUSES: tuple[str, ...] = (
@@ -87,7 +88,8 @@ def snapshot_row(
     status: InsightsStatus,
     error: str | None = None,
 ) -> dict[str, object]:
-    """One row of the stored table; metric columns not in `metrics` are null."""
+    """One row of the stored table; metric columns not in `metrics` are null; the error text is
+    scrubbed of secrets (Meta may echo a token in a message)."""
     age = (fetched_at - story.posted_at).total_seconds() / 3600
     row: dict[str, object] = {
         "account": account,
@@ -103,5 +105,10 @@ def snapshot_row(
         "story_age_hours": round(age, 4),
     }
     row.update({name: metrics.get(name) for name in METRIC_COLUMNS})
-    row.update(insights_status=status, insights_error=error, run_id=run_id, api_version=api_version)
+    row.update(
+        insights_status=status,
+        insights_error=None if error is None else scrub(error),
+        run_id=run_id,
+        api_version=api_version,
+    )
     return row

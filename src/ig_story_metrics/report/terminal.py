@@ -1,4 +1,4 @@
-"""The run report on a terminal: a table per run, the files written, the warnings."""
+"""The run report on a terminal: a table per run, the files written, the warnings (scrubbed)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ig_story_metrics.redact import scrub
 from ig_story_metrics.report.models import RunReport
 
 
@@ -16,7 +17,8 @@ def render_run(report: RunReport, console: Console) -> None:
         table.add_column(name, justify="left" if name == "account" else "right")
     table.add_column("status")
     for a in report.accounts:
-        status = "[green]ok[/green]" if a.ok else f"[red]FAILED[/red] {escape(a.error or '')}"
+        why = escape(scrub(a.error or ""))
+        status = "[green]ok[/green]" if a.ok else f"[red]FAILED[/red] {why}"
         table.add_row(
             a.account,
             str(a.listed),
@@ -37,5 +39,5 @@ def render_run(report: RunReport, console: Console) -> None:
     for a in report.accounts:
         for warning in a.warnings:
             console.print(
-                f"[yellow]warning[/yellow] {a.account}: {escape(warning)}", highlight=False
+                f"[yellow]warning[/yellow] {a.account}: {escape(scrub(warning))}", highlight=False
             )
