@@ -3,18 +3,23 @@
 Per account: list the live stories, fetch their insights (oldest first, closest to expiry), turn
 them into rows, add them to the day's file. A story always gets its row when it was listed: metrics
 that could not be read are null, with the status saying why. Every failure ends up in the account's
-report, never raised, so one account never stops the others.
+report, never raised, so one account never stops the others: a Graph or storage error as its
+message, anything else (a bug, a value nobody foresaw) as one line in the report and its traceback
+in the log at ERROR (`account_crash`). A story whose values cannot be stored gets an `error` row;
+an account none of whose stories got a metric because of errors has failed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -23,16 +28,18 @@ from ig_story_metrics.errors import StorageError
 from ig_story_metrics.graph.advice import account_advice
 from ig_story_metrics.graph.client import GraphClient, Session
 from ig_story_metrics.graph.errors import AccountFatal, GraphError
-from ig_story_metrics.graph.insights import fetch_insights
+from ig_story_metrics.graph.insights import CallResult, fetch_insights
 from ig_story_metrics.graph.outcome import story_outcome
 from ig_story_metrics.graph.stories import list_stories
 from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.model.snapshot import SNAPSHOTS, snapshot_row
 from ig_story_metrics.model.story import Story
+from ig_story_metrics.redact import scrub
 from ig_story_metrics.report.models import AccountReport, StoryProblem
 from ig_story_metrics.storage import Lake
 
 StoryFilter = Callable[[Sequence[Story]], Sequence[Story]]
+log = logging.getLogger(__name__)
 
 
 def new_run_id(at: datetime) -> str:
@@ -70,45 +77,127 @@ async def capture_account(
     try:
         listing = await list_stories(client, session)
         report.listed = len(listing.stories)
-        report.warnings.extend(listing.skipped)
+        report.warnings.extend(scrub(why) for why in listing.skipped)
         chosen = listing.stories if select is None else select(listing.stories)
         stories = sorted(chosen, key=lambda s: s.posted_at)  # oldest first
         insights = await fetch_insights(client, session, [s.id for s in stories]) if stories else {}
-        statuses: Counter[str] = Counter()
-        now = clock()
-        for story in stories:
-            metrics, status, error = story_outcome(story, insights.get(story.id, []), now)
-            statuses[status] += 1
-            if status != "ok":
-                report.problems.append(StoryProblem(story_id=story.id, status=status, error=error))
-            rows.append(
-                snapshot_row(
-                    account=account.name,
-                    ig_user_id=account.ig_user_id,
-                    story=story,
-                    fetched_at=ctx.fetched_at,
-                    run_id=ctx.run_id,
-                    api_version=ctx.api_version,
-                    metrics=metrics,
-                    status=status,
-                    error=error,
-                )
-            )
-        report.count(statuses)
+        rows = _rows(account, stories, insights, ctx, clock(), report)
         report.rejected_metrics = sorted(
             {m for r in insights.values() for c in r for m in c.rejected}
         )
     except AccountFatal as exc:
-        report.ok = False
-        report.error = account_advice(account, exc)
+        fail(report, account_advice(account, exc))
     except GraphError as exc:
-        report.ok = False
-        report.error = f"Graph API: {exc.describe()}"
+        fail(report, f"Graph API: {exc.describe()}")
+    except Exception as exc:  # a bug, or a value nobody foresaw: this account stops, not the run
+        crash(report, exc, "the capture")
     report.take_counters(session.counters)
     if rows:
         await _store(lake, account, ctx, rows, report)
+    _fail_without_metrics(report)
     report.duration_seconds = round(time.monotonic() - started, 3)
     return report
+
+
+def fail(report: AccountReport, why: str) -> None:
+    """The account failed, for this (scrubbed) reason."""
+    report.ok = False
+    report.error = scrub(why)
+
+
+def crash(report: AccountReport, exc: Exception, during: str) -> None:
+    """An unexpected exception: one line in the report, the traceback in the log at ERROR."""
+    fail(report, f"unexpected error in {during} ({type(exc).__name__}: {exc}); see the log")
+    log.error(
+        "%s: unexpected error in %s",
+        report.account,
+        during,
+        exc_info=exc,
+        extra={"event": "account_crash", "account": report.account, "error": report.error},
+    )
+
+
+def _rows(
+    account: Account,
+    stories: Sequence[Story],
+    insights: Mapping[str, Sequence[CallResult]],
+    ctx: RunContext,
+    now: datetime,
+    report: AccountReport,
+) -> list[dict[str, object]]:
+    """One row per story, counted in the report by status."""
+    rows = [_story_row(account, story, insights.get(story.id, ()), ctx, now) for story in stories]
+    statuses: Counter[str] = Counter()
+    for row in rows:
+        status, error = str(row["insights_status"]), row["insights_error"]
+        statuses[status] += 1
+        if status != "ok":
+            problem = StoryProblem(
+                story_id=str(row["story_id"]),
+                status=status,
+                error=error if isinstance(error, str) else None,
+            )
+            report.problems.append(problem)
+    report.count(statuses)
+    return rows
+
+
+def _story_row(
+    account: Account,
+    story: Story,
+    results: Sequence[CallResult],
+    ctx: RunContext,
+    now: datetime,
+) -> dict[str, object]:
+    """The story's row. A story whose values cannot all be stored (text that is not Unicode, a
+    number beyond 64 bits) or whose insights could not be turned into values gets an `error` row
+    saying why; what could be stored is kept. Never raises for one story's data."""
+    fields: dict[str, Any] = {
+        "account": account.name,
+        "ig_user_id": account.ig_user_id,
+        "story": story,
+        "fetched_at": ctx.fetched_at,
+        "run_id": ctx.run_id,
+        "api_version": ctx.api_version,
+    }
+    try:
+        metrics, status, error = story_outcome(story, results, now)
+        row = snapshot_row(**fields, metrics=metrics, status=status, error=error)
+    except Exception as exc:  # one story's data must not stop its account
+        log.exception(
+            "%s: story %s: unexpected error reading its insights",
+            account.name,
+            story.id,
+            extra={"event": "story_crash", "account": account.name, "story_id": story.id},
+        )
+        why = f"unexpected error reading the insights ({type(exc).__name__}: {exc})"
+        row = snapshot_row(**fields, metrics={}, status="error", error=why)
+    unstorable = SNAPSHOTS.unstorable(row)
+    if not unstorable:
+        return row
+    why = "; ".join(f"{column} {problem}" for column, problem in unstorable.items())
+    earlier = row["insights_error"]
+    row.update(dict.fromkeys(unstorable))
+    row["insights_status"] = "error"
+    row["insights_error"] = scrub(
+        f"values that cannot be stored were left null: {why}" + (f"; {earlier}" if earlier else "")
+    )
+    return row
+
+
+def _fail_without_metrics(report: AccountReport) -> None:
+    """An account none of whose stories got a metric, because of errors, has failed: exit 1 and
+    HTTP 502 must say so. Stories Meta withholds below 5 viewers are no error."""
+    errors = report.statuses.get("error", 0)
+    if not report.ok or report.captured or not errors:
+        return
+    first = next((p.error for p in report.problems if p.status == "error" and p.error), None)
+    stories = sum(report.statuses.values())
+    fail(
+        report,
+        f"not one of {stories} stories got a metric: {errors} ended in error"
+        + (f" ({first})" if first else ""),
+    )
 
 
 async def _store(
@@ -128,8 +217,9 @@ async def _store(
             deadline=ctx.write_deadline,
         )
     except StorageError as exc:
-        report.ok = False
-        report.error = f"storage: {exc} ({len(rows)} rows not stored)"
+        fail(report, f"storage: {exc} ({len(rows)} rows not stored)")
+    except Exception as exc:  # rows the lake could not take, or a bug: this account only
+        crash(report, exc, f"storing {len(rows)} rows (not stored)")
     else:
         report.stored_rows = written.rows_added
         report.files = [written.parquet, written.schema]

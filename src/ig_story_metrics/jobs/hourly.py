@@ -1,7 +1,7 @@
 """The hourly run: one snapshot of every live story of every requested account.
 
-Accounts run concurrently (bounded); one account's failure is recorded in its report and never stops
-the others (see `jobs/capture.py`).
+Accounts run concurrently (bounded); one account's failure of any kind, a missing token included,
+is recorded in its report and never stops the others (see `jobs/capture.py`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,16 @@ from pydantic import SecretStr
 from ig_story_metrics.clock import Clock, Deadline, utc_now
 from ig_story_metrics.graph.client import GraphClient, Transport
 from ig_story_metrics.graph.retry import RetryPolicy
-from ig_story_metrics.jobs.capture import RunContext, StoryFilter, capture_account, new_run_id
-from ig_story_metrics.model.accounts import Account
+from ig_story_metrics.jobs.capture import (
+    RunContext,
+    StoryFilter,
+    capture_account,
+    crash,
+    fail,
+    new_run_id,
+)
+from ig_story_metrics.model.accounts import Account, missing_token
+from ig_story_metrics.redact import register_secrets
 from ig_story_metrics.report.models import AccountReport, RunReport
 from ig_story_metrics.settings import Settings
 from ig_story_metrics.storage import Lake, open_lake
@@ -56,7 +64,11 @@ async def capture_async(
     select: StoryFilter | None = None,
 ) -> RunReport:
     """One run over `accounts`; the report says what each got. Raises nothing for Graph or storage
-    failures (they are in the report); raises `StorageError` only for an unusable STORAGE_URL."""
+    failures (they are in the report); raises `StorageError` only for an unusable STORAGE_URL.
+
+    An account without a token in `tokens` fails without a call to Meta, naming what to set. The
+    tokens are registered with `redact` first: no output of the run can carry one.
+    """
     started = time.monotonic()
     fetched_at = clock().astimezone(UTC)
     budget = Deadline(settings.run_budget_seconds)
@@ -67,9 +79,18 @@ async def capture_async(
     gate = asyncio.Semaphore(settings.max_concurrent_accounts)
 
     async def one(account: Account) -> AccountReport:
+        token = tokens.get(account.name)
+        if token is None:  # nothing to call Meta with: this account fails, the others run
+            return _without_token(account)
         async with gate:
-            token = tokens[account.name]
-            return await capture_account(client, opened, account, token, ctx, clock, select)
+            try:
+                return await capture_account(client, opened, account, token, ctx, clock, select)
+            except Exception as exc:  # capture_account contains its failures; this is the backstop
+                report = AccountReport(account=account.name, ig_user_id=account.ig_user_id)
+                crash(report, exc, "the capture")
+                return report
+
+    register_secrets(t.get_secret_value() for t in tokens.values())
 
     try:
         async with GraphClient(
@@ -92,6 +113,12 @@ async def capture_async(
         accounts=list(reports),
         duration_seconds=round(time.monotonic() - started, 3),
     )
+
+
+def _without_token(account: Account) -> AccountReport:
+    report = AccountReport(account=account.name, ig_user_id=account.ig_user_id)
+    fail(report, missing_token(account))
+    return report
 
 
 def run(
