@@ -14,6 +14,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -51,10 +52,13 @@ def insights_item(name: str, value: object, breakdown: str | None) -> dict[str, 
 
 @dataclass
 class HostileStory:
-    """One story: its listing item, the values of its metrics, and an optional broken answer."""
+    """One story: its listing item (posted an hour ago by default), the values of its metrics
+    (7 unless set), and an optional answer that replaces its insights."""
 
     id: str
-    timestamp: str = "2026-11-24T10:00:00+0000"
+    timestamp: str = field(
+        default_factory=lambda: f"{datetime.now(UTC) - timedelta(hours=1):%Y-%m-%dT%H:%M:%S+0000}"
+    )
     caption: str | None = "a story"
     values: dict[str, object] = field(default_factory=dict)
     insights_answer: tuple[int, dict[str, Any]] | None = None  # replaces every insights answer

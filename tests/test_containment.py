@@ -18,7 +18,7 @@ from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.report.models import AccountReport, RunReport
 from ig_story_metrics.settings import load_settings, resolve_tokens
 
-from .conftest import SECRET_TOKEN, frozen, run_cli
+from .conftest import SECRET_TOKEN, run_cli
 from .hostile import HostileGraph, HostileStory, bad_gzip, graph_error
 
 FAST = {
@@ -74,9 +74,7 @@ def run(
 ) -> RunReport:
     settings = load_settings(env(graph, tmp_path, names, token))
     accounts = [Account(n, HOSTILE[n][0]) for n in names]
-    return hourly.run(
-        settings, accounts, resolve_tokens(settings, accounts, env={}), clock=frozen()
-    )
+    return hourly.run(settings, accounts, resolve_tokens(settings, accounts, env={}))
 
 
 def rows(tmp_path: Path, account: str) -> dict[str, dict[str, object]]:

@@ -86,8 +86,10 @@ def server_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 @contextmanager
-def serve_function(env: Mapping[str, str], workdir: Path) -> Iterator[Function]:
-    """functions-framework serving main.py on a free loopback port until the block ends."""
+def serve_function(
+    env: Mapping[str, str], workdir: Path, source: Path = ROOT / "main.py"
+) -> Iterator[Function]:
+    """functions-framework serving `source` (main.py) on a free loopback port until the block ends."""
     port = free_port()
     stdout, stderr = workdir / "function.stdout", workdir / "function.stderr"
     with stdout.open("w") as out, stderr.open("w") as err:
@@ -97,7 +99,7 @@ def serve_function(env: Mapping[str, str], workdir: Path) -> Iterator[Function]:
                 "--target",
                 "fetch_story_metrics",
                 "--source",
-                str(ROOT / "main.py"),
+                str(source),
                 "--host",
                 "127.0.0.1",
                 "--port",
