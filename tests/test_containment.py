@@ -19,7 +19,7 @@ from ig_story_metrics.report.models import AccountReport, RunReport
 from ig_story_metrics.settings import load_settings, resolve_tokens
 
 from .conftest import SECRET_TOKEN, run_cli
-from .hostile import HostileGraph, HostileStory, bad_gzip, graph_error
+from .hostile import HostileGraph, HostileStory, Reply, bad_gzip, graph_error, reply
 
 FAST = {
     "IG_BACKOFF_BASE_SECONDS": "0.001",
@@ -224,3 +224,26 @@ def test_a_token_meta_echoes_is_stored_and_printed_nowhere(
     assert written
     assert all(token.encode() not in p.read_bytes() for p in written)
     assert token not in report.to_json()
+
+
+def test_an_undecodable_answer_is_retried_like_a_transient_error(
+    graph: HostileGraph, tmp_path: Path
+) -> None:
+    """One answer with an invalid gzip body, then good ones: retried, and everything is captured."""
+    calls: list[str] = []
+
+    def once(server: HostileGraph, path: str, *rest: object) -> Reply:
+        calls.append(path)
+        if len(calls) == 1:
+            return bad_gzip(server, path)
+        return reply({"data": [s.listing() for s in server.accounts["1001"]]})
+
+    graph.routes["/1001/stories"] = once
+    try:
+        report = run(graph, tmp_path, ["GOOD"])
+    finally:
+        del graph.routes["/1001/stories"]
+    assert report.exit_code == 0, report.to_json()
+    assert report.accounts[0].retries == 1
+    assert len(calls) == 2
+    assert set(rows(tmp_path, "GOOD")) == {"11", "12"}

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ig_story_metrics.errors import SetupError
+from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.settings import load_accounts, prepare_run
 from ig_story_metrics.simulator import SEED_ACCOUNTS, SimulatorServer
 
@@ -171,6 +172,17 @@ def test_accounts_file_mistakes_are_one_line(tmp_path: Path, toml: str, expected
         load_accounts(path)
     assert expected in str(error.value)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "ig_user_id"), [("NPI", "1784\n"), ("NPI\n", "1"), ("N" * 65, "1")]
+)
+def test_an_account_refuses_a_bad_name_or_id_wherever_it_is_made(
+    name: str, ig_user_id: str
+) -> None:
+    """`Account` itself refuses a name or ig_user_id that the accounts file would (library use)."""
+    with pytest.raises(ValueError, match="account"):
+        Account(name, ig_user_id)
 
 
 @pytest.mark.parametrize(
