@@ -86,8 +86,10 @@ def server_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 @contextmanager
-def serve_function(env: Mapping[str, str], workdir: Path) -> Iterator[Function]:
-    """functions-framework serving main.py on a free loopback port until the block ends."""
+def serve_function(
+    env: Mapping[str, str], workdir: Path, source: Path = ROOT / "main.py"
+) -> Iterator[Function]:
+    """functions-framework serving `source` (main.py) on a free loopback port until the block ends."""
     port = free_port()
     stdout, stderr = workdir / "function.stdout", workdir / "function.stderr"
     with stdout.open("w") as out, stderr.open("w") as err:
@@ -97,7 +99,7 @@ def serve_function(env: Mapping[str, str], workdir: Path) -> Iterator[Function]:
                 "--target",
                 "fetch_story_metrics",
                 "--source",
-                str(ROOT / "main.py"),
+                str(source),
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -369,15 +371,36 @@ def test_failing_account_is_502_and_the_others_are_stored(tmp_path: Path) -> Non
         assert secret not in output
 
 
-def test_deployment_errors_are_500(tmp_path: Path, simulator: SimulatorServer) -> None:
-    """A missing token or a broken accounts file is the deployment's fault: 500, nothing runs."""
+def test_a_missing_token_fails_that_account_only(
+    tmp_path: Path, simulator: SimulatorServer
+) -> None:
+    """MD's IG_TOKEN_MD is set nowhere: 502, MD failed naming the variable, the others stored."""
     accounts = write_accounts(tmp_path / "accounts.toml", SEED_ACCOUNTS, MD="IG_TOKEN_MD")
     with serve_function(env_for(simulator, tmp_path, accounts), tmp_path) as function:
-        missing_token = function.post(b"{}")
-        assert missing_token.status_code == 500
-        assert "IG_TOKEN_MD" in missing_token.json()["error"]
+        response = function.post(b"{}")
+        output = function.output()
+    assert response.status_code == 502
+    report = {a["account"]: a for a in response.json()["accounts"]}
+    assert not report["MD"]["ok"]
+    assert "set IG_TOKEN_MD" in report["MD"]["error"]
+    assert report["MD"]["http_requests"] == 0
+    assert all(a["ok"] and a["stored_rows"] > 0 for n, a in report.items() if n != "MD")
+    assert SECRET_TOKEN not in output
+
+
+def test_deployment_errors_are_500(tmp_path: Path, simulator: SimulatorServer) -> None:
+    """A malformed token or a broken accounts file is the deployment's fault: 500, nothing runs."""
+    accounts = write_accounts(tmp_path / "accounts.toml", SEED_ACCOUNTS, MD="IG_TOKEN_MD")
+    env = env_for(simulator, tmp_path, accounts, IG_TOKEN_MD="EAAline\nbreak")
+    with serve_function(env, tmp_path) as function:
+        malformed = function.post(b"{}")
+        assert malformed.status_code == 500
+        assert (
+            "IG_TOKEN_MD (the token of account MD) holds a line break" in malformed.json()["error"]
+        )
+        assert "EAAline" not in malformed.text
         assert lake_state(function.lake) == {}
-        # the accounts that need no missing token still run
+        # the accounts that need no malformed token still run
         assert function.post(b'{"accounts": ["NPI"]}').status_code == 200
 
         accounts.write_text("[accounts.NPI\nig_user_id = 1", encoding="utf-8")

@@ -41,7 +41,7 @@ class Stream(io.StringIO):
 def restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test configures logging from scratch; the root logger is put back afterwards."""
     monkeypatch.delenv("LOG_FORMAT", raising=False)
-    monkeypatch.setattr(redact, "_secrets", set())  # no secret registered by an earlier test
+    monkeypatch.setattr(redact, "_masker", redact.Masker())  # no secret registered earlier
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     quiet = {name: logging.getLogger(name).level for name in logs.QUIET_LOGGERS}

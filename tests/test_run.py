@@ -167,7 +167,7 @@ def test_one_failing_account_does_not_stop_the_others(tmp_path: Path, accounts_f
 @pytest.mark.parametrize(
     ("setup", "args", "expected"),
     [
-        ("no-token", ["run", "NPI"], "IG_ACCESS_TOKEN is not set"),
+        ("bad-token", ["run", "NPI"], "IG_ACCESS_TOKEN (the token of account NPI) holds a line"),
         ("no-file", ["run", "NPI"], "not found"),
         ("bad-toml", ["run", "NPI"], "not valid TOML"),
         ("bad-name", ["run", "--all"], "names may only use"),
@@ -188,8 +188,8 @@ def test_configuration_errors_are_one_line_exit_2(
 ) -> None:
     """Each configuration mistake gives a one-line error naming it, exit 2, no traceback."""
     env = env_for(sim, tmp_path, accounts_file)
-    if setup == "no-token":
-        del env["IG_ACCESS_TOKEN"]
+    if setup == "bad-token":
+        env["IG_ACCESS_TOKEN"] = "EAAline\nbreak"
     elif setup == "no-file":
         env["IG_ACCOUNTS_FILE"] = str(tmp_path / "missing.toml")
     elif setup == "bad-toml":

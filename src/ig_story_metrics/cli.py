@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import logging
 import sys
 from collections.abc import Callable
 from datetime import timedelta
@@ -321,6 +322,20 @@ app.command()(simulate)
 
 
 def main() -> None:
-    """Console-script entry point. Logs go to stderr: stdout carries the table or the JSON report."""
+    """Console-script entry point. Logs go to stderr: stdout carries the table or the JSON report.
+
+    An unexpected exception (the jobs contain their own, so this is a last resort) becomes one line
+    on the terminal and an ERROR entry with the traceback in the log; exit code 1.
+    """
     logs.configure(stream=sys.stderr, setting=settings.log_format())
-    app()
+    try:
+        app()
+    except Exception as exc:
+        logging.getLogger("ig_story_metrics.cli").exception(
+            "unexpected error", extra={"event": "crash"}
+        )
+        Console(stderr=True).print(
+            f"[red]error:[/red] unexpected {escape(type(exc).__name__)}; the log has the details",
+            highlight=False,
+        )
+        sys.exit(EXIT_FAILED)

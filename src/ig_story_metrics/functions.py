@@ -19,13 +19,15 @@ Answer (always `application/json`): the run report, or `{"error": "..."}` when n
 | ------ | --------------------------------------------------------------------------------------- |
 | 200    | the run finished and every account succeeded                                            |
 | 502    | the run finished and at least one account failed (Graph API or storage); the others     |
-|        | are stored all the same, and the report says which failed and why                       |
-| 400    | bad request, nothing ran: not JSON, not an object, a key other than `accounts` and      |
-|        | `mode`, a mode other than "sweep", `accounts` not a non-empty list of strings, a        |
+|        | are stored all the same, and the report says which failed and why (an account without  |
+|        | a token, or none of whose stories got a metric because of errors, has failed)           |
+| 400    | bad request, nothing ran: not JSON, nested too deeply, a malformed chunked body, not an |
+|        | object, a key other than `accounts` and `mode`, a mode other than "sweep", `accounts`   |
+|        | not a non-empty list of strings, a                                                       |
 |        | malformed or unknown account name                                                       |
 | 405    | a method other than POST (a GET from a browser or a probe must not start a run)         |
 | 413    | a body over 64 KiB (by Content-Length, or by what was actually sent)                    |
-| 500    | the deployment is wrong, nothing ran: settings, accounts file, a missing token,         |
+| 500    | the deployment is wrong, nothing ran: settings, accounts file, a malformed token,       |
 |        | STORAGE_URL; or an unexpected error (the traceback is in the logs, not in the answer)   |
 
 Every non-2xx status makes Cloud Scheduler record a failed attempt, so its retries and alerting see
@@ -118,7 +120,10 @@ def read_body(request: flask.Request) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while size <= MAX_BODY:
-        chunk = request.stream.read(MAX_BODY + 1 - size)
+        try:
+            chunk = request.stream.read(MAX_BODY + 1 - size)
+        except Exception as exc:  # a malformed chunked body, a client gone: the request's fault
+            raise Refused(400, f"malformed request body ({type(exc).__name__})") from None
         if not chunk:
             break
         chunks.append(chunk)
@@ -136,6 +141,8 @@ def parse_body(body: bytes) -> list[str]:
         data = json.loads(body)
     except (UnicodeDecodeError, ValueError):
         raise Refused(400, 'body is not JSON: send {"accounts": ["NPI"]}, or {} for all') from None
+    except RecursionError:
+        raise Refused(400, 'body is nested too deeply: send {"accounts": ["NPI"]}') from None
     if not isinstance(data, dict):
         raise Refused(400, 'body must be a JSON object: {"accounts": ["NPI"]}, or {} for all')
     unknown = sorted(set(data) - {"accounts", "mode"})
@@ -204,6 +211,6 @@ def refuse(request: flask.Request, refused: Refused) -> flask.Response:
 
 
 def answer(status: int, payload: str | dict[str, str]) -> flask.Response:
-    """A JSON response, scrubbed of anything that looks like a token."""
+    """A JSON response, scrubbed of anything that looks like a token (scrubbing keeps JSON valid)."""
     text = payload if isinstance(payload, str) else json.dumps(payload)
     return flask.Response(scrub(text) + "\n", status=status, mimetype="application/json")

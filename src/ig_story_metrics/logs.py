@@ -11,7 +11,8 @@ Formats. `json` writes one JSON object per line, which Cloud Logging turns into 
 `severity` is DEBUG, INFO, WARNING, ERROR or CRITICAL; `message` is the human sentence; every
 `extra={...}` field of the logging call becomes a top-level field (`jsonPayload.run_id` in a
 Cloud Logging query); an exception's traceback goes to `stack_trace`, where Error Reporting finds it.
-`text` writes `HH:MM:SS LEVEL    message` for a person. The format is, in this order: the `fmt`
+`text` writes `HH:MM:SS LEVEL    message` for a person, an exception as its type and place on the
+same line, never a traceback on a terminal. The format is, in this order: the `fmt`
 argument; else the `LOG_FORMAT` setting (`json` or `text`, passed in by the entry point from
 `settings.log_format()`); else `json` when the stream is not a terminal.
 
@@ -110,10 +111,35 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """`HH:MM:SS LEVEL    message` for a person at a terminal."""
+    """`HH:MM:SS LEVEL    message` for a person at a terminal.
+
+    An exception stays on the same line, as its type and where it was raised: a terminal shows no
+    traceback (the `json` format keeps the whole of it in `stack_trace`).
+    """
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-8s %(message)s", datefmt="%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            line = super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+        exc = saved[0][1] if saved[0] else None
+        return line if exc is None else f"{line} [{where(exc)}; LOG_FORMAT=json logs the traceback]"
+
+
+def where(exc: BaseException) -> str:
+    """`ValueError at capture.py:88 in _rows`: an exception's type and innermost frame, one line."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return type(exc).__name__
+    last = frames[-1]
+    return (
+        f"{type(exc).__name__} at {last.filename.rsplit('/', 1)[-1]}:{last.lineno} in {last.name}"
+    )
 
 
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -1,13 +1,17 @@
 """Settings: the environment (and a `.env` file) plus the accounts file, read once into frozen objects.
 
 Nothing else in the package reads `os.environ` (ruff's banned-API rule enforces it); everything below
-the entry points gets a `Settings`. Every problem a user can make here raises a `ConfigError` with a
-one-line message naming it: `CallerError` when the request named a wrong account, `SetupError` when
-the deployment is wrong.
+the entry points gets a `Settings`. `.env` is read once per run and serves every variable the
+settings name, the accounts' own `token_env` variables included; the environment wins over it.
+Every problem a user can make here raises a `ConfigError` with a one-line message naming it:
+`CallerError` when the request named a wrong account, `SetupError` when the deployment is wrong.
+A token that is missing is not such a problem: that account fails in the run, the others run.
 """
 
 from __future__ import annotations
 
+import io
+import ipaddress
 import os
 import re
 import tomllib
@@ -15,7 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -26,14 +32,15 @@ from ig_story_metrics.model.metrics import EXTRA_METRICS
 __all__ = ["Account", "CallerError", "ConfigError", "Settings", "SetupError"]
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DOTENV = Path(".env")
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
 class Settings(BaseSettings):
     """The process-wide settings (see the table in DESIGN.md)."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
-    )
+    # `.env` is read by `environment()`, once, for the settings and the tokens alike.
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
 
     access_token: SecretStr | None = Field(default=None, validation_alias="IG_ACCESS_TOKEN")
     accounts_file: Path = Field(default=Path("accounts.toml"), validation_alias="IG_ACCOUNTS_FILE")
@@ -93,6 +100,45 @@ class Settings(BaseSettings):
     google_cloud_project: str | None = Field(default=None, validation_alias="GOOGLE_CLOUD_PROJECT")
     k_service: str | None = Field(default=None, validation_alias="K_SERVICE")
 
+    @field_validator("graph_api_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        problem = http_url_problem(url)
+        if problem:
+            raise ValueError(problem)
+        return url
+
+
+def http_url_problem(url: str) -> str | None:
+    """Why `url` is not an http(s) base URL with a valid host and port, or None when it is."""
+    if not url.isascii() or not url.isprintable() or any(c.isspace() for c in url):
+        return "must be an http(s) URL without spaces, line breaks or non-ASCII characters"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return "must start with http:// or https://"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry credentials (user:password@)"
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        return "must not have a query or a fragment"
+    try:
+        port = parts.port
+    except ValueError:
+        return "has an invalid port (1 to 65535)"
+    if port == 0:
+        return "has an invalid port (1 to 65535)"
+    if not _valid_host(parts.hostname or ""):
+        return "has no valid host name or IP address"
+    return None
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        labels = host.rstrip(".").split(".")
+        return 0 < len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
+    return True
+
 
 def log_format() -> str | None:
     """The `LOG_FORMAT` setting, read before anything else so that even a refused start logs in
@@ -100,18 +146,47 @@ def log_format() -> str | None:
     return os.environ.get("LOG_FORMAT")
 
 
-def load_settings(
+def read_dotenv(path: Path) -> dict[str, str]:
+    """The variables a `.env` file sets ({} when there is none); SetupError when it cannot be read."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise SetupError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise SetupError(
+            f"{path} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} on line {line}): "
+            "save it as UTF-8"
+        ) from None
+    values = dotenv_values(stream=io.StringIO(text))
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def environment(
     env: Mapping[str, str] | None = None, *, env_file: Path | None = None
-) -> Settings:
-    """Read the settings from `env` (default: the process environment and `.env`).
+) -> dict[str, str]:
+    """The variables a run sees: `env`, or the process environment over `.env` (read once here).
 
     With an explicit `env`, no `.env` file is read unless `env_file` names one: tests stay hermetic.
     """
+    if env is None:
+        return {**read_dotenv(env_file or DOTENV), **os.environ}
+    return {**(read_dotenv(env_file) if env_file else {}), **env}
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, *, env_file: Path | None = None
+) -> Settings:
+    """Read the settings from `env` (default: the process environment and `.env`)."""
+    known: dict[str, Any] = {
+        k: v for k, v in environment(env, env_file=env_file).items() if k in _ALIASES
+    }
     try:
-        if env is None:
-            return Settings(_env_file=env_file or Path(".env"))  # type: ignore[call-arg]
-        known: dict[str, Any] = {k: v for k, v in env.items() if k in _ALIASES}
-        return Settings(_env_file=env_file, **known)  # type: ignore[call-arg]
+        return Settings(**known)
     except ValidationError as exc:
         raise SetupError(_describe(exc)) from None
 
@@ -144,7 +219,16 @@ def load_accounts(path: Path) -> dict[str, Account]:
     table = raw.get("accounts")
     if not isinstance(table, dict) or not table:
         raise SetupError(f"accounts file {path} has no [accounts.NAME] tables")
-    return {name: _account(path, name, entry) for name, entry in table.items()}
+    accounts = {name: _account(path, name, entry) for name, entry in table.items()}
+    seen: dict[str, str] = {}
+    for account in accounts.values():
+        other = seen.setdefault(account.ig_user_id, account.name)
+        if other != account.name:
+            raise SetupError(
+                f"accounts file {path}: accounts {other} and {account.name} have the same "
+                f"ig_user_id {account.ig_user_id} (each account is captured once: keep one)"
+            )
+    return accounts
 
 
 def _account(path: Path, name: str, entry: object) -> Account:
@@ -189,26 +273,41 @@ def select_accounts(
 def resolve_tokens(
     settings: Settings, accounts: Iterable[Account], env: Mapping[str, str] | None = None
 ) -> dict[str, SecretStr]:
-    """Each account's token: its own `token_env` variable, else `IG_ACCESS_TOKEN`."""
-    environ = os.environ if env is None else env
+    """Each account's token: its own `token_env` variable, else `IG_ACCESS_TOKEN`.
+
+    `env` defaults to the process environment over `.env`. An account whose token is not set is
+    left out (the run fails that account, naming the variable); a token that is set but malformed
+    is a `SetupError` naming its variable, never showing the token.
+    """
+    environ = environment() if env is None else env
+    default = settings.access_token.get_secret_value() if settings.access_token else ""
     tokens: dict[str, SecretStr] = {}
     for account in accounts:
-        if account.token_env:
-            value = environ.get(account.token_env, "").strip()
-            if not value:
-                raise SetupError(
-                    f"account {account.name} takes its token from {account.token_env}, "
-                    "which is not set"
-                )
-            tokens[account.name] = SecretStr(value)
-        elif settings.access_token is not None and settings.access_token.get_secret_value().strip():
-            tokens[account.name] = SecretStr(settings.access_token.get_secret_value().strip())
-        else:
+        raw = environ.get(account.token_env, "") if account.token_env else default
+        token = raw.strip()
+        if not token:
+            continue
+        problem = token_problem(token)
+        if problem:
             raise SetupError(
-                f"IG_ACCESS_TOKEN is not set (needed for account {account.name}); "
-                "export it or put it in .env"
+                f"{account.token_variable} (the token of account {account.name}) {problem}: "
+                "copy the token again"
             )
+        tokens[account.name] = SecretStr(token)
     return tokens
+
+
+def token_problem(token: str) -> str | None:
+    """Why `token` cannot be a Graph API token (which is printable ASCII), or None."""
+    if not token.isascii():
+        return "holds a non-ASCII character"
+    if "\n" in token or "\r" in token:
+        return "holds a line break"
+    if any(c.isspace() or not c.isprintable() for c in token):
+        return "holds whitespace or a control character"
+    if '"' in token or "\\" in token:
+        return "holds a quote or a backslash"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,10 +324,11 @@ def prepare_run(
 ) -> RunConfig:
     """Settings, accounts file, account selection and tokens, or a `ConfigError` naming the problem.
 
-    The one path shared by the CLI and the Cloud Function.
+    The one path shared by the CLI and the Cloud Function; `.env` is read once, here.
     """
-    settings = load_settings(env)
+    environ = environment(env)
+    settings = load_settings(environ)
     accounts = select_accounts(
         load_accounts(settings.accounts_file), names, all_accounts=all_accounts
     )
-    return RunConfig(settings, accounts, resolve_tokens(settings, accounts, env))
+    return RunConfig(settings, accounts, resolve_tokens(settings, accounts, environ))

@@ -152,13 +152,17 @@ class GraphClient:
             raise TransientError(
                 f"timeout talking to the Graph API ({type(exc).__name__})"
             ) from None
-        except httpx.DecodingError as exc:
-            raise BadResponse(
-                f"answer body that does not decode ({scrub(str(exc)) or type(exc).__name__})"
-            ) from None
         except httpx.TransportError as exc:
             raise TransientError(
                 f"network error talking to the Graph API: {scrub(str(exc)) or type(exc).__name__}"
+            ) from None
+        except httpx.DecodingError as exc:  # e.g. `Content-Encoding: gzip` over a body that is not
+            raise BadResponse(
+                f"undecodable response body from the Graph API: {scrub(str(exc)) or 'no detail'}"
+            ) from None
+        except httpx.RequestError as exc:  # anything else httpx raises about one request
+            raise TransientError(
+                f"request to the Graph API failed ({type(exc).__name__}): {scrub(str(exc))}"
             ) from None
         headers = list(response.headers.multi_items())
         self._note_usage(session, parse_usage(headers))

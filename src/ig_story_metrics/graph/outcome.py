@@ -15,6 +15,7 @@ Null stays null: a metric that was refused, failed or came back empty is never a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +29,8 @@ from ig_story_metrics.model.metrics import columns_of
 from ig_story_metrics.model.snapshot import InsightsStatus
 from ig_story_metrics.model.story import Story
 from ig_story_metrics.redact import scrub
+
+log = logging.getLogger(__name__)
 
 Outcome = tuple[dict[str, int | None], InsightsStatus, str | None]
 
@@ -132,6 +135,23 @@ class AccountOutcomes:
     refused_metrics: list[str] = field(default_factory=list)
 
 
+def _guarded(
+    session: Session, story: Story, results: Sequence[CallResult], now: datetime, gone: bool
+) -> Outcome:
+    """The story's outcome; a bug turning its answers into values costs that story only (an
+    `error` outcome, the traceback in the log at ERROR), never its account's other stories."""
+    try:
+        return story_outcome(story, results, now, gone=gone)
+    except Exception as exc:
+        log.exception(
+            "%s: story %s: unexpected error reading its insights",
+            session.account,
+            story.id,
+            extra={"event": "story_crash", "account": session.account, "story_id": story.id},
+        )
+        return {}, "error", f"unexpected error reading the insights ({type(exc).__name__}: {exc})"
+
+
 async def read_outcomes(
     client: GraphClient,
     session: Session,
@@ -167,7 +187,7 @@ async def read_outcomes(
         )
     now = clock()
     outcomes = {
-        s.id: story_outcome(s, insights.results.get(s.id, []), now, gone=s.id in gone)
+        s.id: _guarded(session, s, insights.results.get(s.id, []), now, s.id in gone)
         for s in stories
     }
     return AccountOutcomes(

@@ -3,18 +3,23 @@
 Per account: list the live stories, fetch their insights (oldest first, closest to expiry), turn
 them into rows, add them to the day's file. A story always gets its row when it was listed: metrics
 that could not be read are null, with the status saying why. Every failure ends up in the account's
-report, never raised, so one account never stops the others.
+report, never raised, so one account never stops the others: a Graph or storage error as its
+message, anything else (a bug, a value nobody foresaw) as one line in the report and its traceback
+in the log at ERROR (`account_crash`). A story whose values cannot be stored gets an `error` row;
+an account none of whose stories got a metric because of errors has failed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -23,11 +28,12 @@ from ig_story_metrics.errors import StorageError
 from ig_story_metrics.graph.advice import account_advice
 from ig_story_metrics.graph.client import GraphClient, Session
 from ig_story_metrics.graph.errors import AccountFatal, GraphError
-from ig_story_metrics.graph.outcome import read_outcomes
+from ig_story_metrics.graph.outcome import Outcome, read_outcomes
 from ig_story_metrics.graph.stories import Listing, list_stories
 from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.model.snapshot import SNAPSHOTS, Capture, snapshot_row
 from ig_story_metrics.model.story import Story, oldest_first
+from ig_story_metrics.redact import scrub
 from ig_story_metrics.report.models import AccountReport, StoryProblem
 from ig_story_metrics.storage import Lake
 
@@ -35,6 +41,7 @@ StoryFilter = Callable[[Sequence[Story]], Sequence[Story]]
 # Where a job's stories come from: the listing (default), or a plan made beforehand (the sweep's
 # stories from the lake's last hourly listing).
 StorySource = Callable[[GraphClient, Session], Awaitable[Listing]]
+log = logging.getLogger(__name__)
 
 
 def new_run_id(at: datetime) -> str:
@@ -75,48 +82,132 @@ async def capture_account(
     try:
         listing = await (source or list_stories)(client, session)
         report.listed = len(listing.stories)
-        report.warnings.extend(listing.skipped)
+        report.warnings.extend(scrub(why) for why in listing.skipped)
         chosen = listing.stories if select is None else select(listing.stories)
         report.not_due = report.listed - len(chosen)
         stories = oldest_first(chosen)
         read = await read_outcomes(client, session, stories, clock)
-        report.warnings.extend(read.warnings)
-        statuses: Counter[str] = Counter()
-        for story in stories:
-            metrics, status, error = read.outcomes[story.id]
-            statuses[status] += 1
-            if status != "ok":
-                report.problems.append(StoryProblem(story_id=story.id, status=status, error=error))
-            rows.append(
-                snapshot_row(
-                    account=account.name,
-                    ig_user_id=account.ig_user_id,
-                    story=story,
-                    fetched_at=ctx.fetched_at,
-                    run_id=ctx.run_id,
-                    api_version=ctx.api_version,
-                    metrics=metrics,
-                    status=status,
-                    error=error,
-                    capture=ctx.capture,
-                )
-            )
-        report.count(statuses)
+        report.warnings.extend(scrub(why) for why in read.warnings)
+        rows = _rows(account, stories, read.outcomes, ctx, report)
         report.rejected_metrics = read.refused_metrics
-        failure = read.error or listing.error
-        if failure is not None:  # the account fails; the rows above are stored all the same
-            raise failure
+        _stop_if(read.error or listing.error)  # the rows above are stored all the same
     except AccountFatal as exc:
-        report.ok = False
-        report.error = account_advice(account, exc)
+        fail(report, account_advice(account, exc))
     except GraphError as exc:
-        report.ok = False
-        report.error = f"Graph API: {exc.describe()}"
+        fail(report, f"Graph API: {exc.describe()}")
+    except Exception as exc:  # a bug, or a value nobody foresaw: this account stops, not the run
+        crash(report, exc, "the capture")
     report.take_counters(session.counters)
     if rows:
         await _store(lake, account, ctx, rows, report)
+    _fail_without_metrics(report)
     report.duration_seconds = round(time.monotonic() - started, 3)
     return report
+
+
+def _stop_if(failure: Exception | None) -> None:
+    """Raise what stopped the account (after its stories got their rows)."""
+    if failure is not None:
+        raise failure
+
+
+def fail(report: AccountReport, why: str) -> None:
+    """The account failed, for this (scrubbed) reason."""
+    report.ok = False
+    report.error = scrub(why)
+
+
+def crash(report: AccountReport, exc: Exception, during: str) -> None:
+    """An unexpected exception: one line in the report, the traceback in the log at ERROR."""
+    fail(report, f"unexpected error in {during} ({type(exc).__name__}: {exc}); see the log")
+    log.error(
+        "%s: unexpected error in %s",
+        report.account,
+        during,
+        exc_info=exc,
+        extra={"event": "account_crash", "account": report.account, "error": report.error},
+    )
+
+
+def _rows(
+    account: Account,
+    stories: Sequence[Story],
+    outcomes: dict[str, Outcome],
+    ctx: RunContext,
+    report: AccountReport,
+) -> list[dict[str, object]]:
+    """One row per story, counted in the report by status."""
+    rows = [_story_row(account, story, outcomes.get(story.id), ctx) for story in stories]
+    statuses: Counter[str] = Counter()
+    for row in rows:
+        status, error = str(row["insights_status"]), row["insights_error"]
+        statuses[status] += 1
+        if status != "ok":
+            problem = StoryProblem(
+                story_id=str(row["story_id"]),
+                status=status,
+                error=error if isinstance(error, str) else None,
+            )
+            report.problems.append(problem)
+    report.count(statuses)
+    return rows
+
+
+def _story_row(
+    account: Account, story: Story, outcome: Outcome | None, ctx: RunContext
+) -> dict[str, object]:
+    """The story's row. A story whose values cannot all be stored (text that is not Unicode, a
+    number beyond 64 bits) or whose insights could not be turned into values gets an `error` row
+    saying why; what could be stored is kept. Never raises for one story's data."""
+    fields: dict[str, Any] = {
+        "account": account.name,
+        "ig_user_id": account.ig_user_id,
+        "story": story,
+        "fetched_at": ctx.fetched_at,
+        "run_id": ctx.run_id,
+        "api_version": ctx.api_version,
+        "capture": ctx.capture,
+    }
+    if outcome is None:  # read_outcomes gives every story one; never a row without a status
+        outcome = ({}, "error", "no outcome was computed for this story")
+    try:
+        metrics, status, error = outcome
+        row = snapshot_row(**fields, metrics=metrics, status=status, error=error)
+    except Exception as exc:  # one story's data must not stop its account
+        log.exception(
+            "%s: story %s: unexpected error reading its insights",
+            account.name,
+            story.id,
+            extra={"event": "story_crash", "account": account.name, "story_id": story.id},
+        )
+        why = f"unexpected error reading the insights ({type(exc).__name__}: {exc})"
+        row = snapshot_row(**fields, metrics={}, status="error", error=why)
+    unstorable = SNAPSHOTS.unstorable(row)
+    if not unstorable:
+        return row
+    why = "; ".join(f"{column} {problem}" for column, problem in unstorable.items())
+    earlier = row["insights_error"]
+    row.update(dict.fromkeys(unstorable))
+    row["insights_status"] = "error"
+    row["insights_error"] = scrub(
+        f"values that cannot be stored were left null: {why}" + (f"; {earlier}" if earlier else "")
+    )
+    return row
+
+
+def _fail_without_metrics(report: AccountReport) -> None:
+    """An account none of whose stories got a metric, because of errors, has failed: exit 1 and
+    HTTP 502 must say so. Stories Meta withholds below 5 viewers are no error."""
+    errors = report.statuses.get("error", 0)
+    if not report.ok or report.captured or not errors:
+        return
+    first = next((p.error for p in report.problems if p.status == "error" and p.error), None)
+    stories = sum(report.statuses.values())
+    fail(
+        report,
+        f"not one of {stories} stories got a metric: {errors} ended in error"
+        + (f" ({first})" if first else ""),
+    )
 
 
 async def _store(
@@ -136,8 +227,9 @@ async def _store(
             deadline=ctx.write_deadline,
         )
     except StorageError as exc:
-        report.ok = False
-        report.error = f"storage: {exc} ({len(rows)} rows not stored)"
+        fail(report, f"storage: {exc} ({len(rows)} rows not stored)")
+    except Exception as exc:  # rows the lake could not take, or a bug: this account only
+        crash(report, exc, f"storing {len(rows)} rows (not stored)")
     else:
         report.stored_rows = written.rows_added
         report.files = [written.parquet, written.schema]

@@ -1,14 +1,14 @@
 """The hourly run: one snapshot of every live story of every requested account.
 
-Accounts run concurrently (bounded); one account's failure is recorded in its report and never stops
-the others (see `jobs/capture.py`).
+Accounts run concurrently (bounded); one account's failure of any kind, a missing token included,
+is recorded in its report and never stops the others (see `jobs/capture.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from datetime import UTC
 
 from pydantic import SecretStr
@@ -21,10 +21,13 @@ from ig_story_metrics.jobs.capture import (
     StoryFilter,
     StorySource,
     capture_account,
+    crash,
+    fail,
     new_run_id,
 )
-from ig_story_metrics.model.accounts import Account
+from ig_story_metrics.model.accounts import Account, missing_token
 from ig_story_metrics.model.snapshot import Capture
+from ig_story_metrics.redact import register_secrets
 from ig_story_metrics.report.models import AccountReport, RunReport
 from ig_story_metrics.settings import Settings
 from ig_story_metrics.storage import Lake, open_lake
@@ -64,11 +67,10 @@ async def capture_async(
     capture: Capture = "hourly",
     sources: Mapping[str, StorySource] | None = None,
 ) -> RunReport:
-    """One run over `accounts`; the report says what each got. Raises nothing for Graph or storage
-    failures (they are in the report); raises `StorageError` only for an unusable STORAGE_URL.
-
-    The sweep passes `select` (its expiring stories), `capture="sweep"`, and `sources` (by account
-    name, the stories it planned instead of listing)."""
+    """One run over `accounts`; every failure is in the report (`StorageError` only for an
+    unusable STORAGE_URL). The sweep passes `select`, `capture="sweep"` and `sources` (the stories
+    it planned, by account). An account without a token fails without a call to Meta. The tokens
+    are registered with `redact` first: no output of the run can carry one."""
     started = time.monotonic()
     fetched_at = clock().astimezone(UTC)
     budget = Deadline(settings.run_budget_seconds)
@@ -80,10 +82,16 @@ async def capture_async(
     gate = asyncio.Semaphore(settings.max_concurrent_accounts)
 
     async def one(account: Account) -> AccountReport:
+        token = tokens.get(account.name)
+        if token is None:  # nothing to call Meta with: this account fails, the others run
+            return _without_token(account)
         async with gate:
-            token = tokens[account.name]
-            source = planned.get(account.name)
-            return await capture_account(client, opened, account, token, ctx, clock, select, source)
+            job = capture_account(
+                client, opened, account, token, ctx, clock, select, planned.get(account.name)
+            )
+            return await _contained(account, job)
+
+    register_secrets(t.get_secret_value() for t in tokens.values())
 
     try:
         async with GraphClient(
@@ -108,6 +116,22 @@ async def capture_async(
         accounts=list(reports),
         duration_seconds=round(time.monotonic() - started, 3),
     )
+
+
+async def _contained(account: Account, job: Awaitable[AccountReport]) -> AccountReport:
+    """The account's report; `capture_account` contains its failures, this is the backstop."""
+    try:
+        return await job
+    except Exception as exc:
+        report = AccountReport(account=account.name, ig_user_id=account.ig_user_id)
+        crash(report, exc, "the capture")
+        return report
+
+
+def _without_token(account: Account) -> AccountReport:
+    report = AccountReport(account=account.name, ig_user_id=account.ig_user_id)
+    fail(report, missing_token(account))
+    return report
 
 
 def run(

@@ -36,3 +36,23 @@ class Account:
     ig_user_id: str
     token_env: str | None = None
     login: Login = "facebook"
+
+    def __post_init__(self) -> None:
+        problem = account_name_problem(self.name)
+        if problem:
+            raise ValueError(f"account {self.name!r}: {problem}")
+        if not IG_USER_ID.fullmatch(self.ig_user_id):
+            raise ValueError(f"account {self.name}: ig_user_id must be a string of digits")
+
+    @property
+    def token_variable(self) -> str:
+        """The variable this account's token comes from."""
+        return self.token_env or "IG_ACCESS_TOKEN"
+
+
+def missing_token(account: Account) -> str:
+    """Why an account without a token cannot run, and what to set."""
+    return (
+        f"no token for account {account.name}: set {account.token_variable} "
+        "(in the environment or in .env)"
+    )

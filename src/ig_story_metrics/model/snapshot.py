@@ -15,6 +15,7 @@ import polars as pl
 from ig_story_metrics.model.metrics import EXTRA_METRICS, METRIC_COLUMNS, NAVIGATION_PARTS
 from ig_story_metrics.model.story import Story
 from ig_story_metrics.model.table import Column, Table
+from ig_story_metrics.redact import scrub
 
 InsightsStatus = Literal["ok", "partial", "not_enough_viewers", "expired", "unavailable", "error"]
 Capture = Literal["hourly", "sweep"]
@@ -115,7 +116,8 @@ def snapshot_row(
     error: str | None = None,
     capture: Capture = "hourly",
 ) -> dict[str, object]:
-    """One row of the stored table; metric columns not in `metrics` are null."""
+    """One row of the stored table; metric columns not in `metrics` are null; the error text is
+    scrubbed of secrets (Meta may echo a token in a message)."""
     posted = story.posted_at
     age = None if posted is None else round((fetched_at - posted).total_seconds() / 3600, 4)
     row: dict[str, object] = {
@@ -133,5 +135,10 @@ def snapshot_row(
     }
     row.update({name: metrics.get(name) for name in METRIC_COLUMNS})
     row["capture"] = capture
-    row.update(insights_status=status, insights_error=error, run_id=run_id, api_version=api_version)
+    row.update(
+        insights_status=status,
+        insights_error=None if error is None else scrub(error),
+        run_id=run_id,
+        api_version=api_version,
+    )
     return row

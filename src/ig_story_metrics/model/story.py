@@ -33,17 +33,18 @@ class Story:
 def parse_timestamp(value: str) -> datetime:
     """Graph timestamps look like `2026-09-20T08:15:02+0000`; always returned in UTC.
 
-    ValueError when `value` is not one, or names a moment whose 24-hour life cannot be computed
-    (year 9999).
+    ValueError when `value` is not one, or when the story it dates could not expire: a timestamp
+    so close to year 1 or 9999 that it, or 24 hours later, is outside what a datetime holds.
     """
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     try:
-        parsed.astimezone(UTC) + STORY_LIFETIME
+        utc = parsed.astimezone(UTC)
+        _ = utc + STORY_LIFETIME  # the expiry must exist too
     except OverflowError:
-        raise ValueError(f"timestamp out of range: {value}") from None
-    return parsed.astimezone(UTC)
+        raise ValueError(f"timestamp {value!r} is out of range") from None
+    return utc
 
 
 def oldest_first(stories: Iterable[Story]) -> list[Story]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 import polars as pl
@@ -98,6 +99,22 @@ class Table:
             "additionalProperties": False,
         }
 
+    def unstorable(self, row: Mapping[str, object]) -> dict[str, str]:
+        """Column -> why its value in `row` cannot be stored; empty when the whole row can be."""
+        problems: dict[str, str] = {}
+        for col in self.columns:
+            value = row.get(col.name)
+            if value is None:
+                if not col.nullable:
+                    problems[col.name] = "missing"
+                continue
+            problem = _value_problem(col.kind, value)
+            if problem is None and col.enum and value not in col.enum:
+                problem = f"not one of {', '.join(col.enum)}"
+            if problem:
+                problems[col.name] = problem
+        return problems
+
     def frame(self, rows: Iterable[Mapping[str, object]]) -> pl.DataFrame:
         """Rows (dicts keyed by column name) as a DataFrame with exactly this table's schema."""
         return pl.DataFrame(list(rows), schema=self.polars_schema)
@@ -113,3 +130,29 @@ class Table:
         return frame.with_columns(missing).select(
             pl.col(name).cast(schema[name]) for name in self.column_names
         )
+
+
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _value_problem(kind: Kind, value: object) -> str | None:
+    """Why `value` cannot be stored in a column of this kind, or None."""
+    if kind == "str":
+        if not isinstance(value, str):
+            return f"not text but {type(value).__name__}"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"not valid Unicode ({exc.reason} at character {exc.start})"
+        return None
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"not an integer but {type(value).__name__}"
+        return None if INT64[0] <= value <= INT64[1] else "outside the 64-bit integer range"
+    if kind == "float":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if ok else f"not a number but {type(value).__name__}"
+    if kind == "datetime":
+        ok = isinstance(value, datetime) and value.tzinfo is not None
+        return None if ok else "not a datetime with a time zone"
+    return None if isinstance(value, bool) else f"not a boolean but {type(value).__name__}"

@@ -11,6 +11,10 @@
 | `story_problems`  | WARNING  | stories captured partly or not at all (partial, expired, error...) |
 | `account_warning` | WARNING  | each warning the account's report carries                          |
 | `run_summary`     | INFO     | exactly one per run, with the totals; ERROR when an account failed |
+
+`jobs/capture.py` logs two more, at the moment they happen, with the traceback (`stack_trace`):
+`account_crash` (ERROR: an unexpected exception stopped one account) and `story_crash` (ERROR: one
+story's insights could not be turned into values; that story's row says `error`).
 """
 
 from __future__ import annotations

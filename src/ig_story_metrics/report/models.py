@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field, computed_field
 
 from ig_story_metrics.model.counters import COUNTER_FIELDS, Counters
+from ig_story_metrics.redact import scrub
 
 
 class StoryProblem(BaseModel):
@@ -95,7 +96,8 @@ class RunReport(BaseModel):
         return 0 if self.ok else 1
 
     def to_json(self) -> str:
-        return self.model_dump_json(indent=2)
+        """The report as JSON, scrubbed of secrets (Meta may echo a token in an error message)."""
+        return scrub(self.model_dump_json(indent=2))
 
 
 assert set(COUNTER_FIELDS) <= set(AccountReport.model_fields)  # noqa: S101 - one definition

@@ -1,5 +1,5 @@
-"""Reports on a terminal: a run (a table per account, the files written, the warnings), the audit
-(a row per account and day, then every miss by name), and a simulated day's figures."""
+"""Reports on a terminal: a run (a table per account, the files written, the warnings, scrubbed),
+the audit (a row per account and day, then every miss by name), and a simulated day's figures."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ig_story_metrics.model.coverage import DayCoverage
+from ig_story_metrics.redact import scrub
 from ig_story_metrics.report.audit import AuditReport, DayRun
 from ig_story_metrics.report.models import RunReport
 
@@ -23,7 +24,8 @@ def render_run(report: RunReport, console: Console) -> None:
         table.add_column(name, justify="left" if name == "account" else "right")
     table.add_column("status")
     for a in report.accounts:
-        status = "[green]ok[/green]" if a.ok else f"[red]FAILED[/red] {escape(a.error or '')}"
+        why = escape(scrub(a.error or ""))
+        status = "[green]ok[/green]" if a.ok else f"[red]FAILED[/red] {why}"
         table.add_row(
             a.account,
             f"{a.listed - a.not_due} / {a.listed} ({a.planned_from})" if sweep else str(a.listed),
@@ -46,7 +48,7 @@ def render_run(report: RunReport, console: Console) -> None:
     for a in report.accounts:
         for warning in a.warnings:
             console.print(
-                f"[yellow]warning[/yellow] {a.account}: {escape(warning)}", highlight=False
+                f"[yellow]warning[/yellow] {a.account}: {escape(scrub(warning))}", highlight=False
             )
 
 
