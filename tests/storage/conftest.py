@@ -143,6 +143,8 @@ class Rule:
     fault: Fault
     times: int  # -1: always
     status: int = 503
+    body: bytes = b""  # only requests whose body contains these bytes ("" : every request)
+    path: str = ""  # only requests whose path contains this ("" : every request)
 
 
 @dataclass
@@ -157,14 +159,24 @@ class FaultProxy:
     rules: list[Rule] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def fail(self, method: str, fault: Fault, times: int = 1, status: int = 503) -> None:
+    def fail(
+        self,
+        method: str,
+        fault: Fault,
+        times: int = 1,
+        status: int = 503,
+        *,
+        body: bytes = b"",
+        path: str = "",
+    ) -> None:
         with self.lock:
-            self.rules.append(Rule(method, fault, times, status))
+            self.rules.append(Rule(method, fault, times, status, body, path))
 
-    def _take(self, method: str) -> Rule | None:
+    def _take(self, method: str, path: str, body: bytes) -> Rule | None:
         with self.lock:
             for rule in self.rules:
-                if rule.method == method and rule.times != 0:
+                matches = rule.body in body and rule.path in path
+                if rule.method == method and rule.times != 0 and matches:
                     rule.times -= 1 if rule.times > 0 else 0
                     return rule
         return None
@@ -197,7 +209,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             with proxy.lock:
                 proxy.requests.append((self.command, self.path))
-            rule = proxy._take(self.command)
+            rule = proxy._take(self.command, self.path, body)
             if rule is not None and rule.fault == "status":
                 payload = json.dumps(
                     {"error": {"code": rule.status, "message": "injected by the test proxy"}}

@@ -7,6 +7,7 @@ and outages.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from google.api_core.exceptions import PreconditionFailed
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage as gcs
 
+from ig_story_metrics.clock import Deadline
 from ig_story_metrics.model.snapshot import SNAPSHOTS
 from ig_story_metrics.storage import ConflictError, Lake, StorageError
 from ig_story_metrics.storage import gcs as storage_module
@@ -293,3 +295,42 @@ def test_threads_share_one_client_and_lose_nothing(
             )
             assert stored.height == 6 * ROWS
     assert len(made) == 1
+
+
+def test_retries_stop_at_the_run_deadline(bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unreachable endpoint with a 600 s retry setting: the retries end with the run's 1 s
+    deadline, and the error says how long they were allowed."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
+    with Lake(gcs_backend(bucket, retry_seconds=600)) as lake, pytest.raises(StorageError) as err:
+        lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"), deadline=Deadline(1.0))
+    allowed = re.search(r"gave up after retrying for ([0-9.]+) s", str(err.value))
+    assert allowed is not None, err.value
+    assert float(allowed.group(1)) <= 1.0
+    assert f"gs://{bucket}/{KEY}" in str(err.value)
+
+
+def test_move_refuses_a_changed_source_and_an_existing_target(
+    proxy: FaultProxy, bucket: str
+) -> None:
+    """The quarantine move: a source no longer at the generation read is a ConflictError and
+    nothing is copied; so is GCS's 412 on the copy (an existing target) or on the delete (the
+    source changed between copy and delete). The emulator does not enforce these two
+    preconditions, so the proxy answers 412 in GCS's place."""
+    with open_test_lake(f"gs://{bucket}") as lake:
+        backend = lake.backend
+        backend.write("a/f.parquet", b"bad", if_generation=0)
+        _, generation = backend.read("a/f.parquet")
+        with pytest.raises(ConflictError):
+            backend.move("a/f.parquet", "a/f.parquet.corrupt-1", if_generation=generation + 1)
+        assert backend.read("a/f.parquet.corrupt-1") == (None, 0)
+        proxy.fail("POST", "status", status=412, path="/copyTo/")
+        with pytest.raises(ConflictError):
+            backend.move("a/f.parquet", "a/f.parquet.corrupt-1", if_generation=generation)
+        assert backend.read("a/f.parquet.corrupt-1") == (None, 0)
+        proxy.fail("DELETE", "status", status=412)
+        with pytest.raises(ConflictError):
+            backend.move("a/f.parquet", "a/f.parquet.corrupt-1", if_generation=generation)
+        assert backend.read("a/f.parquet")[0] == b"bad"  # still there: the caller re-reads
+        backend.move("a/f.parquet", "a/f.parquet.corrupt-2", if_generation=generation)
+        assert backend.read("a/f.parquet") == (None, 0)
+        assert backend.read("a/f.parquet.corrupt-2")[0] == b"bad"

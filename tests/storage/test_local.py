@@ -199,13 +199,16 @@ def test_storage_is_a_context_manager_that_closes_its_backend(tmp_path: Path) ->
 
 
 def test_the_documented_polars_glob_reads_the_whole_local_lake(tmp_path: Path) -> None:
-    """docs/storage.md's `pl.scan_parquet(".../Instagram/*/insights/stories/*/*.parquet")` reads
-    every account and day, and nothing else (lock and temp files are not picked up)."""
+    """`pl.scan_parquet(".../Instagram/*/insights/stories/*/*.parquet")` reads every account and
+    day, and nothing else (hidden lock and temp files, quarantined files are not picked up)."""
     storage = open_test_lake(str(tmp_path))
     storage.append(SNAPSHOTS, "NPI", DAY, snapshot_frame("run-a"))
     storage.append(SNAPSHOTS, "NPI", DAY, snapshot_frame("run-b"))
     storage.append(SNAPSHOTS, "LT", date(2026, 11, 25), snapshot_frame("run-c", account="LT"))
-    assert list(tmp_path.rglob(".*.lock"))
+    folder = (tmp_path / PARQUET).parent
+    (folder / f".{(tmp_path / PARQUET).name}.lock").write_bytes(b"")
+    (folder / f".{(tmp_path / PARQUET).name}.abc.tmp").write_bytes(b"half")
+    (folder / f"{(tmp_path / PARQUET).name}.corrupt-20261124T100000Z").write_bytes(b"junk")
     lake = pl.scan_parquet(f"{tmp_path}/Instagram/*/insights/stories/*/*.parquet").collect()
     assert lake.height == 3 * ROWS
     assert lake.schema == SNAPSHOTS.polars_schema

@@ -72,16 +72,18 @@ class Lake:
         key = table_key(table, account, day)
         new = table.conform(frame)
         run_ids = new.get_column("run_id").unique().to_list()
-        with self.backend.locked(key):
+        with self.backend.locked(key, deadline=deadline):
             for attempt in range(MAX_CONFLICT_RETRIES):
                 _check_time(deadline, self.url(key))
-                data, generation = self.backend.read(key)
+                data, generation = self.backend.read(key, deadline=deadline)
                 merged = new
                 if data is not None:
                     old = self._decode(table, key, data)
                     merged = pl.concat([old.filter(~pl.col("run_id").is_in(run_ids)), new])
                 try:
-                    self.backend.write(key, encode_parquet(merged), if_generation=generation)
+                    self.backend.write(
+                        key, encode_parquet(merged), if_generation=generation, deadline=deadline
+                    )
                 except ConflictError:
                     _conflict_pause(attempt)
                     continue
