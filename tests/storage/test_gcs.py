@@ -24,12 +24,12 @@ from ig_story_metrics.clock import Deadline
 from ig_story_metrics.model.snapshot import SNAPSHOTS
 from ig_story_metrics.storage import ConflictError, Lake, StorageError
 from ig_story_metrics.storage import gcs as storage_module
-from ig_story_metrics.storage.gcs import GcsBackend
-from ig_story_metrics.storage.layout import snapshot_key
+from ig_story_metrics.storage.layout import snapshot_key, snapshot_schema_key
 from tests.storage.conftest import Emulator, FaultProxy, free_port
 from tests.storage.writer import ACCOUNT, DAY, ROWS, gcs_backend, open_test_lake, snapshot_frame
 
 KEY = snapshot_key(ACCOUNT, DAY)
+SCHEMA_KEY = snapshot_schema_key(ACCOUNT, DAY)
 
 
 @pytest.fixture
@@ -211,19 +211,6 @@ def test_permission_denied_is_a_clear_error_and_not_retried(proxy: FaultProxy, b
     assert len([m for m, _ in proxy.requests if m == "POST"]) == 1
 
 
-def test_a_corrupt_object_is_an_error_and_is_left_untouched(lake: Lake, client: Any) -> None:
-    """An object that is not Parquet is never replaced: StorageError, same generation after."""
-    backend = lake.backend
-    assert isinstance(backend, GcsBackend)
-    blob = client.bucket(backend.bucket).blob(backend.object_name(KEY))
-    blob.upload_from_string(b"PAR1 this is not parquet", if_generation_match=0)
-    with pytest.raises(StorageError) as err:
-        lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
-    assert backend.url(KEY) in str(err.value)
-    after = client.bucket(backend.bucket).get_blob(backend.object_name(KEY))
-    assert after.generation == blob.generation
-
-
 def test_the_client_is_created_lazily_and_once_per_storage(
     bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -307,6 +294,41 @@ def test_retries_stop_at_the_run_deadline(bucket: str, monkeypatch: pytest.Monke
     assert allowed is not None, err.value
     assert float(allowed.group(1)) <= 1.0
     assert f"gs://{bucket}/{KEY}" in str(err.value)
+
+
+def test_the_schema_upload_failing_is_reported_on_its_own(proxy: FaultProxy, bucket: str) -> None:
+    """A 403 on the schema upload only: the rows are stored, the result carries the schema's
+    error naming its object."""
+    proxy.fail("POST", "status", times=-1, status=403, body=b"_schema.json")
+    with open_test_lake(f"gs://{bucket}") as lake:
+        result = lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
+        assert lake.read(SNAPSHOTS, ACCOUNT, DAY).height == ROWS
+    assert result.rows_added == ROWS
+    assert result.schema_error is not None
+    assert result.schema_error.startswith(f"cannot write gs://{bucket}/{SCHEMA_KEY}: ")
+    assert "permission denied (403)" in result.schema_error
+
+
+def test_an_unreadable_object_is_copied_then_deleted_under_preconditions(
+    proxy: FaultProxy, bucket: str
+) -> None:
+    """Quarantine on GCS: a server-side copy of exactly the generation read, only if the target
+    does not exist, then a delete only if the object is still that generation."""
+    with open_test_lake(f"gs://{bucket}") as lake:
+        lake.backend.write(KEY, b"not parquet", if_generation=0)
+        generation = lake.backend.read(KEY)[1]
+        proxy.requests.clear()
+        result = lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
+        (moved,) = result.quarantined
+        assert lake.backend.read(moved.removeprefix(f"gs://{bucket}/"))[0] == b"not parquet"
+    copies = [p for m, p in proxy.requests if m == "POST" and "/copyTo/" in p]
+    deletes = [p for m, p in proxy.requests if m == "DELETE"]
+    assert len(copies) == 1, proxy.requests
+    assert "ifGenerationMatch=0" in copies[0]
+    assert f"ifSourceGenerationMatch={generation}" in copies[0]
+    assert f"sourceGeneration={generation}" in copies[0]
+    assert len(deletes) == 1
+    assert f"ifGenerationMatch={generation}" in deletes[0]
 
 
 def test_move_refuses_a_changed_source_and_an_existing_target(
