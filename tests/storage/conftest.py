@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -316,3 +317,39 @@ def spawn_writer(
         env=dict(env) if env is not None else None,
     )
     return Writer(process)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Locks held by another process
+
+HOLDER = """
+import fcntl, sys
+handle = open(sys.argv[1], "a+b")
+fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextmanager
+def hold_lock(path: Path) -> Iterator[None]:
+    """Another process holds an exclusive flock on `path` until the block ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.kill()
+        holder.communicate(timeout=30)
+
+
+def lock_of(root: Path, key: Path) -> Path:
+    """The lock file the local backend uses for `key` in the lake at `root`."""
+    return root / key.parent / f".{key.name}.lock"

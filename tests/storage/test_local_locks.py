@@ -1,17 +1,13 @@
 """The local folder's locks and debris: lock waits end with the run's deadline, lock files do not
 pile up, a killed writer's temp files go with the next write of the account, a live writer's stay.
 
-Locks are held by real other processes (`hold_lock`), as a stuck or concurrent run would.
+Locks are held by real other processes (`conftest.hold_lock`), as a stuck or concurrent run would.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,41 +18,11 @@ from ig_story_metrics.model.snapshot import SNAPSHOTS
 from ig_story_metrics.storage import ConflictError, StorageError, locks
 from ig_story_metrics.storage.layout import snapshot_key
 from ig_story_metrics.storage.local import LocalBackend
+from tests.storage.conftest import hold_lock, lock_of
 from tests.storage.writer import ACCOUNT, DAY, ROWS, open_test_lake, snapshot_frame
 
 TODAY = Path(snapshot_key(ACCOUNT, DAY))
 YESTERDAY = Path(snapshot_key(ACCOUNT, DAY - timedelta(days=1)))
-
-HOLDER = """
-import fcntl, sys
-handle = open(sys.argv[1], "a+b")
-fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-print("locked", flush=True)
-sys.stdin.read()
-"""
-
-
-@contextmanager
-def hold_lock(path: Path) -> Iterator[None]:
-    """Another process holds an exclusive flock on `path` until the block ends."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "locked"
-        yield
-    finally:
-        holder.kill()
-        holder.communicate(timeout=30)
-
-
-def lock_of(root: Path, key: Path) -> Path:
-    return root / key.parent / f".{key.name}.lock"
 
 
 def hidden(root: Path) -> list[str]:
