@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 import weakref
 from typing import Any
@@ -16,8 +15,6 @@ from ig_story_metrics.storage.backend import (
     StorageError,
     out_of_time,
 )
-
-BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 
 
 class GcsBackend:

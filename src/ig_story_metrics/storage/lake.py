@@ -26,9 +26,10 @@ from typing import Any
 import polars as pl
 
 from ig_story_metrics.clock import Clock, Deadline, utc_now
+from ig_story_metrics.model.location import StorageLocation, parse_storage_url
 from ig_story_metrics.model.table import Table
 from ig_story_metrics.storage.backend import Backend, ConflictError, StorageError, out_of_time
-from ig_story_metrics.storage.gcs import BUCKET_NAME, GcsBackend, line
+from ig_story_metrics.storage.gcs import GcsBackend, line
 from ig_story_metrics.storage.layout import (
     QUARANTINE_MARK,
     quarantine_key,
@@ -243,22 +244,25 @@ def encode_parquet(frame: pl.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def open_lake(url: str, *, emulator_host: str | None = None, project: str | None = None) -> Lake:
-    """A `Lake` for `STORAGE_URL`: a folder path, `file://` URL, or `gs://bucket[/prefix]`.
+def open_lake(
+    url: str | StorageLocation,
+    *,
+    emulator_host: str | None = None,
+    project: str | None = None,
+) -> Lake:
+    """A `Lake` for `STORAGE_URL` (parsed by `model.location`: a folder, `file:///...`, or
+    `gs://bucket[/prefix]`); a malformed one is a `StorageError`.
 
     Nothing is contacted here: a GCS client is created on first use, so a missing bucket or a
     permission problem becomes the failure of the accounts that tried to write, not of the run.
     """
-    if url.startswith("gs://"):
-        bucket, _, prefix = url.removeprefix("gs://").partition("/")
-        if not BUCKET_NAME.fullmatch(bucket):
-            raise StorageError(
-                f"STORAGE_URL {url!r} does not name a valid bucket: use gs://BUCKET or "
-                "gs://BUCKET/PREFIX"
-            )
-        return Lake(GcsBackend(bucket, prefix, emulator_host=emulator_host, project=project))
-    if url.startswith("file://"):
-        url = url.removeprefix("file://")
-    if "://" in url:
-        raise StorageError(f"unsupported STORAGE_URL {url!r}: use a folder, file://... or gs://...")
-    return Lake(LocalBackend(Path(url).expanduser()))
+    if isinstance(url, str):
+        try:
+            url = parse_storage_url(url)
+        except ValueError as exc:
+            raise StorageError(str(exc)) from None
+    if url.kind == "gcs":
+        return Lake(
+            GcsBackend(url.bucket, url.prefix, emulator_host=emulator_host, project=project)
+        )
+    return Lake(LocalBackend(Path(url.path).expanduser()))
