@@ -22,7 +22,8 @@ from tests.storage.conftest import hold_lock, lock_of
 from tests.storage.writer import ACCOUNT, DAY, ROWS, open_test_lake, snapshot_frame
 
 TODAY = Path(snapshot_key(ACCOUNT, DAY))
-YESTERDAY = Path(snapshot_key(ACCOUNT, DAY - timedelta(days=1)))
+EARLIER = DAY - timedelta(days=5)  # the account's last day written before DAY (no runs between)
+LAST_DAY = Path(snapshot_key(ACCOUNT, EARLIER))
 
 
 def hidden(root: Path) -> list[str]:
@@ -39,30 +40,31 @@ def test_writes_leave_no_lock_or_temp_file(tmp_path: Path) -> None:
 
 
 def test_a_killed_writers_debris_on_another_day_goes_with_the_next_write(tmp_path: Path) -> None:
-    """Yesterday's orphan temp file and stale lock file (its writer died) are removed by today's
-    first write of the account; yesterday's data and unrelated files stay."""
+    """The orphan temp file and stale lock file (its writer died) of the last day written are
+    removed by the account's next write, days later; that day's data and unrelated files stay."""
     lake = open_test_lake(str(tmp_path))
-    lake.append(SNAPSHOTS, ACCOUNT, DAY - timedelta(days=1), snapshot_frame("run-y"))
-    folder = tmp_path / YESTERDAY.parent
-    (folder / f".{YESTERDAY.name}.k1ll3d.tmp").write_bytes(b"half a parquet file")
-    lock_of(tmp_path, YESTERDAY).write_bytes(b"")
+    for day in (EARLIER - timedelta(days=3), EARLIER):
+        lake.append(SNAPSHOTS, ACCOUNT, day, snapshot_frame("run-y"))
+    folder = tmp_path / LAST_DAY.parent
+    (folder / f".{LAST_DAY.name}.k1ll3d.tmp").write_bytes(b"half a parquet file")
+    lock_of(tmp_path, LAST_DAY).write_bytes(b"")
     (folder / "notes.txt").write_text("keep me")
     lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-t"))
     assert hidden(tmp_path) == []
     assert (folder / "notes.txt").read_text() == "keep me"
-    assert lake.read(SNAPSHOTS, ACCOUNT, DAY - timedelta(days=1)).height == ROWS
+    assert lake.read(SNAPSHOTS, ACCOUNT, EARLIER).height == ROWS
 
 
 def test_the_debris_of_a_live_writer_is_left_alone(tmp_path: Path) -> None:
     """A temp file whose writer still holds its lock is not an orphan: it stays."""
     lake = open_test_lake(str(tmp_path))
-    lake.append(SNAPSHOTS, ACCOUNT, DAY - timedelta(days=1), snapshot_frame("run-y"))
-    busy = tmp_path / YESTERDAY.parent / f".{YESTERDAY.name}.st1ll.tmp"
+    lake.append(SNAPSHOTS, ACCOUNT, EARLIER, snapshot_frame("run-y"))
+    busy = tmp_path / LAST_DAY.parent / f".{LAST_DAY.name}.st1ll.tmp"
     busy.write_bytes(b"being written")
-    with hold_lock(lock_of(tmp_path, YESTERDAY)):
+    with hold_lock(lock_of(tmp_path, LAST_DAY)):
         lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-t"))
         assert busy.exists()
-        assert lock_of(tmp_path, YESTERDAY).exists()
+        assert lock_of(tmp_path, LAST_DAY).exists()
 
 
 def test_a_lock_held_past_the_deadline_is_a_storage_error_and_writes_nothing(

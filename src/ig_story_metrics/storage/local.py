@@ -2,13 +2,14 @@
 
 Hidden files beside the data: `.{name}.lock` while a writer holds `name` (removed on release, see
 `storage/locks.py`), and `.{name}.{random}.tmp` while a writer writes it. A writer killed
-mid-write leaves its temp file; the next write to the same folder or to a sibling folder (another
-day of the same account) removes it, once it holds that file's lock, so no temp file outlives its
-writer by more than one write of the account.
+mid-write leaves its temp file; the next write to the same folder or to the folder just before or
+after it by name (the account's previous or next day written) removes it, once it holds that
+file's lock, so no temp file outlives the next write of the account to that day or a later one.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import os
@@ -132,15 +133,24 @@ class LocalBackend:
 
 
 def sweep_siblings(root: Path, path: Path) -> None:
-    """Remove the temp and lock files that dead writers left in `path`'s folder and in the
-    folders beside it under `root` (other days), for every file whose lock nobody holds."""
+    """Remove the temp and lock files that dead writers left in `path`'s folder and in its
+    nearest sibling folders by name (the previous and the next day that were written), for every
+    file whose lock nobody holds. Each write sweeps the last day written before it, so a day's
+    debris goes with the next write of the account, however many days the lake holds."""
     folder = path.parent
     with contextlib.suppress(OSError):
-        folders = [f for f in folder.parent.iterdir() if f.is_dir()] if folder != root else [folder]
-        for sibling in folders:
+        for sibling in [folder] if folder == root else _neighbours(folder):
             for name in sorted(_debris_owners(sibling)):
                 if (sibling, name) != (folder, path.name):  # ours: cleaned under our lock
                     _clean_if_free(sibling / name)
+
+
+def _neighbours(folder: Path) -> list[Path]:
+    """`folder` and the folders just before and after it in name order, beside it."""
+    with os.scandir(folder.parent) as entries:
+        names = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+    at = bisect.bisect_left(names, folder.name)
+    return [folder.parent / name for name in names[max(at - 1, 0) : at + 2]]
 
 
 def _clean_if_free(path: Path) -> None:
