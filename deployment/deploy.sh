@@ -39,6 +39,7 @@ parse_args() {
 load_settings() {
   require_project
   load_common_settings
+  require_bucket_storage_url
   local suffix default_schedule default_sweep
   if [[ "$ENVIRONMENT" == production ]]; then
     suffix=prod

@@ -78,6 +78,54 @@ require_project() {
   PROJECT=$GOOGLE_CLOUD_PROJECT
 }
 
+# The function runs on Cloud Functions, whose disk is lost after every run: the lake must be a
+# bucket. The same rules as the tool's own check (src/ig_story_metrics/model/location.py), plus no
+# comma or blank, which --set-env-vars cannot carry. Exits 2 before any gcloud call.
+require_bucket_storage_url() {
+  local url=$STORAGE_URL rest bucket prefix part
+  local forms="use gs://BUCKET or gs://BUCKET/PREFIX"
+  if [[ "$url" == gs:* && "$url" != gs://* ]]; then
+    usage_error "STORAGE_URL '$url' is malformed (a bucket URL has two slashes); $forms"
+  fi
+  if [[ "$url" != gs://* ]]; then
+    usage_error "STORAGE_URL '$url' is not a bucket: the function's disk is lost after every run; $forms"
+  fi
+  [[ "$url" != *[,[:space:][:cntrl:]]* ]] ||
+    usage_error "STORAGE_URL '$url' contains a comma, a blank or a control character; $forms"
+  rest=${url#gs://}
+  bucket=${rest%%/*}
+  prefix=""
+  [[ "$rest" != */* ]] || prefix=${rest#*/}
+  valid_bucket_name "$bucket" ||
+    usage_error "STORAGE_URL '$url' does not name a valid bucket; $forms"
+  prefix=${prefix%/}
+  if [[ -n "$prefix" ]]; then
+    local -a parts
+    IFS=/ read -r -a parts <<<"$prefix/"
+    for part in "${parts[@]}"; do
+      if [[ -z "$part" || "$part" == . || "$part" == .. ]]; then
+        usage_error "STORAGE_URL '$url' has an empty, '.' or '..' part in its prefix; $forms"
+      fi
+    done
+  fi
+}
+
+# valid_bucket_name NAME: GCS's rules (3-63 characters, 222 with dots and at most 63 per part; a-z
+# 0-9 - _ .; alphanumeric at both ends; not an IP address; no "goog" prefix, no "google").
+valid_bucket_name() {
+  local name=$1 part max=63
+  [[ "$name" =~ ^[a-z0-9][a-z0-9._-]*[a-z0-9]$ && "$name" != *..* ]] || return 1
+  [[ "$name" != *.* ]] || max=222
+  ((${#name} >= 3 && ${#name} <= max)) || return 1
+  local -a parts
+  IFS=. read -r -a parts <<<"$name"
+  for part in "${parts[@]}"; do
+    ((${#part} <= 63)) || return 1
+  done
+  [[ ! "$name" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || return 1
+  [[ "$name" != goog* && "$name" != *google* ]]
+}
+
 sa_email() {
   printf '%s@%s.iam.gserviceaccount.com' "$1" "$PROJECT"
 }

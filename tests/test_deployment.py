@@ -592,3 +592,46 @@ def test_wif_stops_with_instructions_when_the_token_secret_is_missing(cloud: Fak
     assert result.returncode != 0
     assert "gcloud secrets create ig-access-token --data-file=-" in result.stderr
     assert not [call for call in cloud.calls() if "add-iam-policy-binding" in call]
+
+
+@pytest.mark.parametrize(
+    "storage_url",
+    [
+        "gs:/bucket/p",
+        "gs:bucket",
+        "file:/x",
+        "file://localhost/x",
+        "file:///srv/lake",  # a local folder: the function's disk is lost after every run
+        "./data",
+        " ",
+        "gs://",
+        "gs://Bad_Bucket",
+        "gs://goog-lake",
+        "gs://bucket//prefix",
+        "gs://bucket/a,b",  # a comma would split --set-env-vars
+    ],
+)
+def test_a_storage_url_the_function_cannot_use_is_refused_before_any_call(
+    cloud: FakeCloud, storage_url: str
+) -> None:
+    """Anything but gs://BUCKET[/PREFIX] with a valid bucket name: exit 2, one line naming the
+    value, no gcloud call."""
+    result = cloud.run("deploy.sh", "production", STORAGE_URL=storage_url)
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.count("\n") == 1
+    assert f"STORAGE_URL '{storage_url}'" in result.stderr
+    assert "gs://BUCKET" in result.stderr
+    assert cloud.calls() == []
+
+
+def test_a_bucket_with_a_prefix_is_deployed_as_given(cloud: FakeCloud) -> None:
+    """STORAGE_URL=gs://bucket/some/prefix reaches the function unchanged; access is granted on
+    the bucket."""
+    cloud.deploy("production", STORAGE_URL="gs://my-lake_1/bronze/v2")
+    deploy = cloud.one_call("functions", "deploy")
+    assert "STORAGE_URL=gs://my-lake_1/bronze/v2," in deploy["set-env-vars"]
+    grant = cloud.one_call("storage", "buckets", "add-iam-policy-binding")
+    assert positionals(cloud.calls_of("storage", "buckets", "add-iam-policy-binding")[0])[-1] == (
+        "gs://my-lake_1"
+    )
+    assert grant["role"] == "roles/storage.objectUser"

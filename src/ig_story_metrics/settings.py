@@ -14,6 +14,7 @@ import io
 import ipaddress
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,11 +23,16 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ig_story_metrics.errors import CallerError, ConfigError, SetupError
 from ig_story_metrics.model.accounts import IG_USER_ID, Account, account_name_problem
+from ig_story_metrics.model.location import (
+    DEFAULT_STORAGE_URL,
+    StorageLocation,
+    parse_storage_url,
+)
 from ig_story_metrics.model.metrics import EXTRA_METRICS
 
 __all__ = ["Account", "CallerError", "ConfigError", "Settings", "SetupError"]
@@ -50,7 +56,8 @@ class Settings(BaseSettings):
     graph_api_version: str = Field(
         default="v25.0", pattern=r"^v\d+\.\d+$", validation_alias="IG_GRAPH_API_VERSION"
     )
-    storage_url: str = Field(default="./data", validation_alias="STORAGE_URL")
+    # Checked strictly at start (model/location.py): a typo must not send the lake elsewhere.
+    storage_url: str = Field(default=DEFAULT_STORAGE_URL, validation_alias="STORAGE_URL")
     max_concurrent_accounts: int = Field(
         default=5, ge=1, le=50, validation_alias="IG_MAX_CONCURRENT_ACCOUNTS"
     )
@@ -108,6 +115,31 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return url
 
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url_parses(cls, value: str) -> str:
+        return parse_storage_url(value).url  # a ValueError names the value and the forms
+
+    @model_validator(mode="after")
+    def _storage_is_usable_here(self) -> Settings:
+        location = self.storage
+        if location.is_local and self.k_service:
+            raise ValueError(
+                f"STORAGE_URL {self.storage_url!r} is a local folder, but this runs on Cloud "
+                f"Functions / Cloud Run (K_SERVICE={self.k_service}), whose disk is lost after "
+                "the run: set STORAGE_URL=gs://BUCKET[/PREFIX]"
+            )
+        if location.is_local:
+            problem = local_folder_problem(Path(location.path).expanduser())
+            if problem:
+                raise ValueError(f"STORAGE_URL {self.storage_url!r} {problem}")
+        return self
+
+    @property
+    def storage(self) -> StorageLocation:
+        """Where the lake lives (`storage_url`, already validated)."""
+        return parse_storage_url(self.storage_url)
+
 
 def http_url_problem(url: str) -> str | None:
     """Why `url` is not an http(s) base URL with a valid host and port, or None when it is."""
@@ -138,6 +170,24 @@ def _valid_host(host: str) -> bool:
         labels = host.rstrip(".").split(".")
         return 0 < len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
     return True
+
+
+def local_folder_problem(path: Path) -> str | None:
+    """Why `path` cannot be the lake's folder (a file, a device, ...), or None: a folder, or
+    nothing yet (created on the first write)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        return f"cannot be a folder: a part of {path} is a file"
+    except OSError as exc:
+        return f"cannot be checked: {exc.strerror or exc}"
+    if stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISREG(mode):
+        return f"is a file, not a folder ({path})"
+    return f"is a device or special file, not a folder ({path})"
 
 
 def log_format() -> str | None:
@@ -200,8 +250,11 @@ _ALIASES = {
 
 def _describe(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    name = ".".join(str(p) for p in first["loc"]) or "settings"
-    return f"invalid setting {name}: {first['msg']}"
+    name = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "value_error":  # our own checks: said as they are, named by the setting
+        message = str(first["ctx"]["error"])
+        return message if not name or name in message else f"invalid setting {name}: {message}"
+    return f"invalid setting {name or 'settings'}: {first['msg']}"
 
 
 def load_accounts(path: Path) -> dict[str, Account]:

@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -143,6 +144,8 @@ class Rule:
     fault: Fault
     times: int  # -1: always
     status: int = 503
+    body: bytes = b""  # only requests whose body contains these bytes ("" : every request)
+    path: str = ""  # only requests whose path contains this ("" : every request)
 
 
 @dataclass
@@ -157,14 +160,24 @@ class FaultProxy:
     rules: list[Rule] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def fail(self, method: str, fault: Fault, times: int = 1, status: int = 503) -> None:
+    def fail(
+        self,
+        method: str,
+        fault: Fault,
+        times: int = 1,
+        status: int = 503,
+        *,
+        body: bytes = b"",
+        path: str = "",
+    ) -> None:
         with self.lock:
-            self.rules.append(Rule(method, fault, times, status))
+            self.rules.append(Rule(method, fault, times, status, body, path))
 
-    def _take(self, method: str) -> Rule | None:
+    def _take(self, method: str, path: str, body: bytes) -> Rule | None:
         with self.lock:
             for rule in self.rules:
-                if rule.method == method and rule.times != 0:
+                matches = rule.body in body and rule.path in path
+                if rule.method == method and rule.times != 0 and matches:
                     rule.times -= 1 if rule.times > 0 else 0
                     return rule
         return None
@@ -197,7 +210,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             with proxy.lock:
                 proxy.requests.append((self.command, self.path))
-            rule = proxy._take(self.command)
+            rule = proxy._take(self.command, self.path, body)
             if rule is not None and rule.fault == "status":
                 payload = json.dumps(
                     {"error": {"code": rule.status, "message": "injected by the test proxy"}}
@@ -304,3 +317,39 @@ def spawn_writer(
         env=dict(env) if env is not None else None,
     )
     return Writer(process)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Locks held by another process
+
+HOLDER = """
+import fcntl, sys
+handle = open(sys.argv[1], "a+b")
+fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextmanager
+def hold_lock(path: Path) -> Iterator[None]:
+    """Another process holds an exclusive flock on `path` until the block ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.kill()
+        holder.communicate(timeout=30)
+
+
+def lock_of(root: Path, key: Path) -> Path:
+    """The lock file the local backend uses for `key` in the lake at `root`."""
+    return root / key.parent / f".{key.name}.lock"

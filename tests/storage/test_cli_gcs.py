@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 from ig_story_metrics.model.snapshot import SNAPSHOTS
 from ig_story_metrics.simulator import DEFAULT_TOKEN, SimulatorServer, simulator_server
 from ig_story_metrics.storage.layout import snapshot_key, snapshot_schema_key
-from tests.storage.conftest import Emulator
+from tests.storage.conftest import Emulator, free_port
 from tests.storage.writer import open_test_lake
 
 
@@ -29,7 +30,7 @@ def graph() -> Iterator[SimulatorServer]:
 
 
 def run_cli(
-    graph: SimulatorServer, emulator: Emulator, tmp_path: Path, storage_url: str
+    graph: SimulatorServer, emulator: Emulator, tmp_path: Path, storage_url: str, **more: str
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     accounts = tmp_path / "accounts.toml"
     accounts.write_text('[accounts.NPI]\nig_user_id = "17841400000000001"\n', encoding="utf-8")
@@ -38,6 +39,7 @@ def run_cli(
         IG_ACCESS_TOKEN=DEFAULT_TOKEN,
         IG_ACCOUNTS_FILE=str(accounts),
         STORAGE_URL=storage_url,
+        **more,
     )
     done = subprocess.run(
         [sys.executable, "-m", "ig_story_metrics", "run", "NPI", "--json"],
@@ -120,3 +122,20 @@ def test_a_malformed_gs_url_is_a_usage_error(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert "STORAGE_URL 'gs://' does not name a valid bucket" in done.stderr
+
+
+def test_an_unreachable_bucket_ends_the_run_in_its_budget_with_rows_named_not_stored(
+    graph: SimulatorServer, emulator: Emulator, tmp_path: Path
+) -> None:
+    """GCS unreachable (a closed port) and a 3 s run budget: the retries stop with the budget
+    (the error says for how long they ran, at most the budget, not the 60 s retry setting), exit
+    1, and every row is named as not stored."""
+    closed = Emulator(f"http://127.0.0.1:{free_port()}", emulator.process, emulator.log)
+    done, report = run_cli(graph, closed, tmp_path, "gs://some-bucket", IG_RUN_BUDGET_SECONDS="3")
+    assert done.returncode == 1, done.stderr
+    (npi,) = report["accounts"]
+    allowed = re.search(r"gave up after retrying for ([0-9.]+) s", npi["error"])
+    assert allowed is not None, npi["error"]
+    assert float(allowed.group(1)) <= 3
+    assert npi["stored_rows"] == 0
+    assert len(npi["not_stored"]) == npi["listed"] > 0

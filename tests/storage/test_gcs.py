@@ -7,6 +7,7 @@ and outages.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,15 +20,16 @@ from google.api_core.exceptions import PreconditionFailed
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage as gcs
 
+from ig_story_metrics.clock import Deadline
 from ig_story_metrics.model.snapshot import SNAPSHOTS
 from ig_story_metrics.storage import ConflictError, Lake, StorageError
 from ig_story_metrics.storage import gcs as storage_module
-from ig_story_metrics.storage.gcs import GcsBackend
-from ig_story_metrics.storage.layout import snapshot_key
+from ig_story_metrics.storage.layout import snapshot_key, snapshot_schema_key
 from tests.storage.conftest import Emulator, FaultProxy, free_port
 from tests.storage.writer import ACCOUNT, DAY, ROWS, gcs_backend, open_test_lake, snapshot_frame
 
 KEY = snapshot_key(ACCOUNT, DAY)
+SCHEMA_KEY = snapshot_schema_key(ACCOUNT, DAY)
 
 
 @pytest.fixture
@@ -209,19 +211,6 @@ def test_permission_denied_is_a_clear_error_and_not_retried(proxy: FaultProxy, b
     assert len([m for m, _ in proxy.requests if m == "POST"]) == 1
 
 
-def test_a_corrupt_object_is_an_error_and_is_left_untouched(lake: Lake, client: Any) -> None:
-    """An object that is not Parquet is never replaced: StorageError, same generation after."""
-    backend = lake.backend
-    assert isinstance(backend, GcsBackend)
-    blob = client.bucket(backend.bucket).blob(backend.object_name(KEY))
-    blob.upload_from_string(b"PAR1 this is not parquet", if_generation_match=0)
-    with pytest.raises(StorageError) as err:
-        lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
-    assert backend.url(KEY) in str(err.value)
-    after = client.bucket(backend.bucket).get_blob(backend.object_name(KEY))
-    assert after.generation == blob.generation
-
-
 def test_the_client_is_created_lazily_and_once_per_storage(
     bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -293,3 +282,77 @@ def test_threads_share_one_client_and_lose_nothing(
             )
             assert stored.height == 6 * ROWS
     assert len(made) == 1
+
+
+def test_retries_stop_at_the_run_deadline(bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unreachable endpoint with a 600 s retry setting: the retries end with the run's 1 s
+    deadline, and the error says how long they were allowed."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
+    with Lake(gcs_backend(bucket, retry_seconds=600)) as lake, pytest.raises(StorageError) as err:
+        lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"), deadline=Deadline(1.0))
+    allowed = re.search(r"gave up after retrying for ([0-9.]+) s", str(err.value))
+    assert allowed is not None, err.value
+    assert float(allowed.group(1)) <= 1.0
+    assert f"gs://{bucket}/{KEY}" in str(err.value)
+
+
+def test_the_schema_upload_failing_is_reported_on_its_own(proxy: FaultProxy, bucket: str) -> None:
+    """A 403 on the schema upload only: the rows are stored, the result carries the schema's
+    error naming its object."""
+    proxy.fail("POST", "status", times=-1, status=403, body=b"_schema.json")
+    with open_test_lake(f"gs://{bucket}") as lake:
+        result = lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
+        assert lake.read(SNAPSHOTS, ACCOUNT, DAY).height == ROWS
+    assert result.rows_added == ROWS
+    assert result.schema_error is not None
+    assert result.schema_error.startswith(f"cannot write gs://{bucket}/{SCHEMA_KEY}: ")
+    assert "permission denied (403)" in result.schema_error
+
+
+def test_an_unreadable_object_is_copied_then_deleted_under_preconditions(
+    proxy: FaultProxy, bucket: str
+) -> None:
+    """Quarantine on GCS: a server-side copy of exactly the generation read, only if the target
+    does not exist, then a delete only if the object is still that generation."""
+    with open_test_lake(f"gs://{bucket}") as lake:
+        lake.backend.write(KEY, b"not parquet", if_generation=0)
+        generation = lake.backend.read(KEY)[1]
+        proxy.requests.clear()
+        result = lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
+        (moved,) = result.quarantined
+        assert lake.backend.read(moved.removeprefix(f"gs://{bucket}/"))[0] == b"not parquet"
+    copies = [p for m, p in proxy.requests if m == "POST" and "/copyTo/" in p]
+    deletes = [p for m, p in proxy.requests if m == "DELETE"]
+    assert len(copies) == 1, proxy.requests
+    assert "ifGenerationMatch=0" in copies[0]
+    assert f"ifSourceGenerationMatch={generation}" in copies[0]
+    assert f"sourceGeneration={generation}" in copies[0]
+    assert len(deletes) == 1
+    assert f"ifGenerationMatch={generation}" in deletes[0]
+
+
+def test_move_refuses_a_changed_source_and_an_existing_target(
+    proxy: FaultProxy, bucket: str
+) -> None:
+    """The quarantine move: a source no longer at the generation read is a ConflictError and
+    nothing is copied; so is GCS's 412 on the copy (an existing target) or on the delete (the
+    source changed between copy and delete). The emulator does not enforce these two
+    preconditions, so the proxy answers 412 in GCS's place."""
+    with open_test_lake(f"gs://{bucket}") as lake:
+        backend = lake.backend
+        backend.write("a/f.parquet", b"bad", if_generation=0)
+        _, generation = backend.read("a/f.parquet")
+        with pytest.raises(ConflictError):
+            backend.move("a/f.parquet", "a/f.parquet.corrupt-1", if_generation=generation + 1)
+        assert backend.read("a/f.parquet.corrupt-1") == (None, 0)
+        proxy.fail("POST", "status", status=412, path="/copyTo/")
+        with pytest.raises(ConflictError):
+            backend.move("a/f.parquet", "a/f.parquet.corrupt-1", if_generation=generation)
+        assert backend.read("a/f.parquet.corrupt-1") == (None, 0)
+        proxy.fail("DELETE", "status", status=412)
+        with pytest.raises(ConflictError):
+            backend.move("a/f.parquet", "a/f.parquet.corrupt-1", if_generation=generation)
+        assert backend.read("a/f.parquet")[0] == b"bad"  # still there: the caller re-reads
+        backend.move("a/f.parquet", "a/f.parquet.corrupt-2", if_generation=generation)
+        assert backend.read("a/f.parquet") == (None, 0)
+        assert backend.read("a/f.parquet.corrupt-2")[0] == b"bad"

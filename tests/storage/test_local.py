@@ -149,18 +149,22 @@ def test_an_unwritable_folder_is_a_storage_error_naming_the_path(tmp_path: Path)
         root.chmod(0o755)
 
 
-def test_a_corrupt_daily_file_is_an_error_and_is_left_untouched(tmp_path: Path) -> None:
-    """A daily file that is not Parquet is never overwritten: StorageError, bytes unchanged."""
-    storage = open_test_lake(str(tmp_path))
-    storage.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
-    path = tmp_path / PARQUET
-    damaged = path.read_bytes()[:-100]  # a truncated file, e.g. copied in by hand
-    path.write_bytes(damaged)
-    with pytest.raises(StorageError) as caught:
-        storage.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-b"))
-    assert str(path) in str(caught.value)
-    assert "left untouched" in str(caught.value)
-    assert path.read_bytes() == damaged
+def test_the_schema_failing_after_the_rows_is_reported_on_its_own(tmp_path: Path) -> None:
+    """A file where the schemas folder should be: the rows are stored and the result carries
+    the schema's error; once the blocker is gone the next run writes the schema."""
+    lake = open_test_lake(str(tmp_path))
+    blocker = tmp_path / "Instagram" / ACCOUNT / "schemas"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")
+    result = lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
+    assert (result.rows_added, result.rows_total) == (ROWS, ROWS)
+    assert lake.read(SNAPSHOTS, ACCOUNT, DAY).height == ROWS
+    assert result.schema_error is not None
+    assert str(tmp_path / SCHEMA) in result.schema_error
+    blocker.unlink()
+    again = lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-b"))
+    assert again.schema_error is None
+    assert (tmp_path / SCHEMA).exists()
 
 
 def test_storage_urls_pick_the_backend_and_reject_nonsense() -> None:
@@ -199,13 +203,16 @@ def test_storage_is_a_context_manager_that_closes_its_backend(tmp_path: Path) ->
 
 
 def test_the_documented_polars_glob_reads_the_whole_local_lake(tmp_path: Path) -> None:
-    """docs/storage.md's `pl.scan_parquet(".../Instagram/*/insights/stories/*/*.parquet")` reads
-    every account and day, and nothing else (lock and temp files are not picked up)."""
+    """`pl.scan_parquet(".../Instagram/*/insights/stories/*/*.parquet")` reads every account and
+    day, and nothing else (hidden lock and temp files, quarantined files are not picked up)."""
     storage = open_test_lake(str(tmp_path))
     storage.append(SNAPSHOTS, "NPI", DAY, snapshot_frame("run-a"))
     storage.append(SNAPSHOTS, "NPI", DAY, snapshot_frame("run-b"))
     storage.append(SNAPSHOTS, "LT", date(2026, 11, 25), snapshot_frame("run-c", account="LT"))
-    assert list(tmp_path.rglob(".*.lock"))
+    folder = (tmp_path / PARQUET).parent
+    (folder / f".{(tmp_path / PARQUET).name}.lock").write_bytes(b"")
+    (folder / f".{(tmp_path / PARQUET).name}.abc.tmp").write_bytes(b"half")
+    (folder / f"{(tmp_path / PARQUET).name}.corrupt-20261124T100000Z").write_bytes(b"junk")
     lake = pl.scan_parquet(f"{tmp_path}/Instagram/*/insights/stories/*/*.parquet").collect()
     assert lake.height == 3 * ROWS
     assert lake.schema == SNAPSHOTS.polars_schema

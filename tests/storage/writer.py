@@ -64,12 +64,14 @@ class CountingBackend:
         self.conflicts = 0
         self.url = inner.url
         self.read = inner.read
+        self.move = inner.move
+        self.keys = inner.keys
         self.locked = inner.locked
         self.close = inner.close
 
-    def write(self, key: str, data: bytes, *, if_generation: int) -> None:
+    def write(self, key: str, data: bytes, *, if_generation: int, **more: Any) -> None:
         try:
-            self.inner.write(key, data, if_generation=if_generation)
+            self.inner.write(key, data, if_generation=if_generation, **more)
         except ConflictError:
             self.conflicts += 1
             raise

@@ -228,8 +228,23 @@ async def _store(
         )
     except StorageError as exc:
         fail(report, f"storage: {exc} ({len(rows)} rows not stored)")
+        report.not_stored = [str(row["story_id"]) for row in rows]
     except Exception as exc:  # rows the lake could not take, or a bug: this account only
         crash(report, exc, f"storing {len(rows)} rows (not stored)")
+        report.not_stored = [str(row["story_id"]) for row in rows]
     else:
         report.stored_rows = written.rows_added
-        report.files = [written.parquet, written.schema]
+        report.files = [written.parquet]
+        report.quarantined = list(written.quarantined)
+        for moved in written.quarantined:
+            report.warnings.append(
+                f"storage: {written.parquet} was not readable Parquet; it was moved aside to "
+                f"{moved} and the file started afresh"
+            )
+        if written.schema_error is None:
+            report.files.append(written.schema)
+        else:  # the rows are stored: the account did not fail
+            report.warnings.append(
+                f"storage: the rows are stored, but the schema file was not written: "
+                f"{written.schema_error}"
+            )

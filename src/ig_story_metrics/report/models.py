@@ -34,7 +34,9 @@ class AccountReport(BaseModel):
     planned_from: str = "listing"
     statuses: dict[str, int] = Field(default_factory=dict)
     stored_rows: int = 0
+    not_stored: list[str] = Field(default_factory=list)  # story ids whose rows were not stored
     files: list[str] = Field(default_factory=list)
+    quarantined: list[str] = Field(default_factory=list)  # unreadable files moved aside
     warnings: list[str] = Field(default_factory=list)
     problems: list[StoryProblem] = Field(default_factory=list)
     rejected_metrics: list[str] = Field(default_factory=list)

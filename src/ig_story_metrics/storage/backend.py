@@ -1,13 +1,18 @@
-"""The backend protocol: a place for objects with generations (a local folder, a GCS bucket)."""
+"""The backend protocol: a place for objects with generations (a local folder, a GCS bucket).
+
+Every call that can wait (a lock held by another writer, GCS retries) takes the run's `Deadline`
+and gives up with a `StorageError` when it has passed; `None` means no limit (tests, tools).
+"""
 
 from __future__ import annotations
 
 import contextlib
 from typing import Protocol
 
+from ig_story_metrics.clock import Deadline
 from ig_story_metrics.errors import StorageError
 
-__all__ = ["Backend", "ConflictError", "StorageError"]
+__all__ = ["Backend", "ConflictError", "StorageError", "out_of_time"]
 
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 JSON_CONTENT_TYPE = "application/json"
@@ -24,11 +29,13 @@ class Backend(Protocol):
         """Where `key` lives, for messages and reports."""
         ...
 
-    def read(self, key: str) -> tuple[bytes | None, int]:
+    def read(self, key: str, *, deadline: Deadline | None = None) -> tuple[bytes | None, int]:
         """The object's bytes and generation; (None, 0) when it does not exist."""
         ...
 
-    def write(self, key: str, data: bytes, *, if_generation: int) -> None:
+    def write(
+        self, key: str, data: bytes, *, if_generation: int, deadline: Deadline | None = None
+    ) -> None:
         """Replace the object atomically if its generation is still `if_generation`, else conflict."""
         ...
 
@@ -36,10 +43,30 @@ class Backend(Protocol):
         """The names one level below the folder `prefix` (e.g. the accounts under `Instagram`)."""
         ...
 
-    def locked(self, key: str) -> contextlib.AbstractContextManager[None]:
+    def move(
+        self, key: str, new_key: str, *, if_generation: int, deadline: Deadline | None = None
+    ) -> None:
+        """Move the object, byte for byte, to `new_key` (which must not exist) if its generation is
+        still `if_generation`; `ConflictError` when either precondition fails."""
+        ...
+
+    def keys(self, prefix: str) -> list[str]:
+        """The keys of the objects under `prefix` (a folder), sorted; hidden local files excluded."""
+        ...
+
+    def locked(
+        self, key: str, *, deadline: Deadline | None = None
+    ) -> contextlib.AbstractContextManager[None]:
         """Hold off other writers of `key` on this backend where it can (a no-op on GCS)."""
         ...
 
     def close(self) -> None:
         """Release connections (idempotent)."""
         ...
+
+
+def out_of_time(deadline: Deadline | None, action: str, where: str) -> StorageError | None:
+    """The error to raise when the run's time budget is spent, else None."""
+    if deadline is not None and deadline.expired():
+        return StorageError(f"cannot {action} {where}: the run's time budget was spent")
+    return None

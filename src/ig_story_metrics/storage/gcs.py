@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 import weakref
 from typing import Any
 
+from ig_story_metrics.clock import Deadline
 from ig_story_metrics.storage.backend import (
     JSON_CONTENT_TYPE,
     PARQUET_CONTENT_TYPE,
     ConflictError,
     StorageError,
+    out_of_time,
 )
-
-BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 
 
 class GcsBackend:
@@ -79,11 +78,20 @@ class GcsBackend:
             self._client = None
             self._finalizer = None
 
-    def _retry(self) -> Any:
+    def _bounds(self, deadline: Deadline | None, action: str, key: str) -> tuple[float, float]:
+        """(retry for at most, each attempt times out after): the configured values, cut to what
+        is left of the run's time budget."""
+        late = out_of_time(deadline, action, self.url(key))
+        if late is not None:
+            raise late
+        left = deadline.remaining() if deadline is not None else float("inf")
+        return min(self.retry_seconds, left), min(self.request_timeout, left)
+
+    def _retry(self, seconds: float) -> Any:
         from google.cloud.storage.retry import DEFAULT_RETRY  # noqa: PLC0415 - only when GCS is used
 
         return DEFAULT_RETRY.with_delay(initial=0.25, maximum=8.0, multiplier=2.0).with_timeout(
-            self.retry_seconds
+            seconds
         )
 
     def _blob(self, key: str, action: str) -> Any:
@@ -92,9 +100,10 @@ class GcsBackend:
         except Exception as exc:  # credentials and client construction errors of every kind
             raise StorageError(self._describe(action, key, exc)) from None
 
-    def read(self, key: str) -> tuple[bytes | None, int]:
+    def read(self, key: str, *, deadline: Deadline | None = None) -> tuple[bytes | None, int]:
         from google.api_core.exceptions import NotFound  # noqa: PLC0415 - only when GCS is used
 
+        retry_for, timeout = self._bounds(deadline, "read", key)
         blob = self._blob(key, "read")
 
         def download() -> bytes:
@@ -102,25 +111,28 @@ class GcsBackend:
             # Retried here rather than inside the client, which drops the streamed answer of a
             # failed attempt without closing it (its socket stays open until garbage collection).
             try:
-                return bytes(blob.download_as_bytes(retry=None, timeout=self.request_timeout))
+                return bytes(blob.download_as_bytes(retry=None, timeout=timeout))
             except Exception as exc:
                 _release(exc)
                 raise
 
         try:
-            data = self._retry()(download)()
+            data = self._retry(retry_for)(download)()
         except NotFound:
             return None, 0  # no file yet today (a missing bucket shows up on the write)
         except Exception as exc:
-            raise StorageError(self._describe("read", key, exc)) from None
+            raise StorageError(self._describe("read", key, exc, retry_for)) from None
         generation = blob.generation
         if not generation:
             raise StorageError(f"cannot read {self.url(key)}: GCS answered without a generation")
         return data, int(generation)
 
-    def write(self, key: str, data: bytes, *, if_generation: int) -> None:
+    def write(
+        self, key: str, data: bytes, *, if_generation: int, deadline: Deadline | None = None
+    ) -> None:
         from google.api_core.exceptions import PreconditionFailed  # noqa: PLC0415
 
+        retry_for, timeout = self._bounds(deadline, "write", key)
         blob = self._blob(key, "write")
         content_type = PARQUET_CONTENT_TYPE if key.endswith(".parquet") else JSON_CONTENT_TYPE
         try:
@@ -128,36 +140,91 @@ class GcsBackend:
                 data,
                 content_type=content_type,
                 if_generation_match=if_generation,
-                retry=self._retry(),  # safe: the upload always carries the generation precondition
-                timeout=self.request_timeout,
+                retry=self._retry(retry_for),  # safe: the upload always carries the precondition
+                timeout=timeout,
             )
         except PreconditionFailed as exc:
             _release(exc)
             raise ConflictError(f"{self.url(key)} changed while it was being merged") from None
         except Exception as exc:
             _release(exc)
-            raise StorageError(self._describe("write", key, exc)) from None
+            raise StorageError(self._describe("write", key, exc, retry_for)) from None
 
     def children(self, prefix: str) -> list[str]:
         """The "folders" one level below `prefix`: a delimited listing (names only, no objects)."""
         folder = self.object_name(prefix.strip("/")) + "/"
+        retry_for, timeout = self._bounds(None, "list", prefix)
         try:
             pages = self.client().list_blobs(
-                self.bucket, prefix=folder, delimiter="/", retry=self._retry()
+                self.bucket,
+                prefix=folder,
+                delimiter="/",
+                retry=self._retry(retry_for),
+                timeout=timeout,
             )
             found: set[str] = set()
             for page in pages.pages:
                 found.update(page.prefixes)
         except Exception as exc:
-            raise StorageError(self._describe("list", prefix, exc)) from None
+            raise StorageError(self._describe("list", prefix, exc, retry_for)) from None
         return sorted(name[len(folder) :].rstrip("/") for name in found)
 
-    def locked(self, key: str) -> contextlib.AbstractContextManager[None]:
+    def move(
+        self, key: str, new_key: str, *, if_generation: int, deadline: Deadline | None = None
+    ) -> None:
+        """A server-side copy of exactly generation `if_generation` to `new_key` (only if that does
+        not exist), then a delete of `key` only if it is still that generation. Both carry
+        preconditions, so retrying them is safe. If the delete loses (someone wrote `key` in
+        between), the copy stays as a quarantined copy of the old object and the caller re-reads;
+        if `key` is already gone (a retried delete whose answer was lost), the move is done."""
+        from google.api_core.exceptions import NotFound, PreconditionFailed  # noqa: PLC0415
+
+        retry_for, timeout = self._bounds(deadline, "move aside", key)
+        source = self._blob(key, "move aside")
+        conditions = {"retry": self._retry(retry_for), "timeout": timeout}
+        try:
+            source.bucket.copy_blob(
+                source,
+                source.bucket,
+                self.object_name(new_key),
+                source_generation=if_generation,
+                if_generation_match=0,
+                if_source_generation_match=if_generation,
+                **conditions,
+            )
+            with contextlib.suppress(NotFound):
+                source.delete(if_generation_match=if_generation, **conditions)
+        except (PreconditionFailed, NotFound) as exc:
+            _release(exc)
+            raise ConflictError(f"{self.url(key)} changed before it could be moved aside") from None
+        except Exception as exc:
+            _release(exc)
+            raise StorageError(self._describe("move aside", key, exc, retry_for)) from None
+
+    def keys(self, prefix: str) -> list[str]:
+        folder = self.object_name(prefix.rstrip("/") + "/")
+        retry_for, timeout = self._bounds(None, "list", prefix)
+        try:
+            blobs = self.client().list_blobs(
+                self.bucket, prefix=folder, retry=self._retry(retry_for), timeout=timeout
+            )
+            names = [blob.name for blob in blobs]
+        except Exception as exc:
+            raise StorageError(self._describe("list", prefix, exc, retry_for)) from None
+        start = len(self.object_name(""))
+        return sorted(name[start:] for name in names)
+
+    def locked(
+        self, key: str, *, deadline: Deadline | None = None
+    ) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
 
-    def _describe(self, action: str, key: str, exc: BaseException) -> str:
+    def _describe(
+        self, action: str, key: str, exc: BaseException, retried_for: float | None = None
+    ) -> str:
         """One line naming the bucket and object, for the run report."""
-        return f"cannot {action} {self.url(key)}: {_explain_gcs_error(exc, self, action)}"
+        retried = self.retry_seconds if retried_for is None else retried_for
+        return f"cannot {action} {self.url(key)}: {_explain_gcs_error(exc, self, action, retried)}"
 
 
 def _release(exc: BaseException) -> None:
@@ -196,15 +263,17 @@ def _endpoint(host: str) -> str:
     return host if "://" in host else f"http://{host}"
 
 
-def _explain_gcs_error(exc: BaseException, backend: GcsBackend, action: str) -> str:
+def _explain_gcs_error(
+    exc: BaseException, backend: GcsBackend, action: str, retried_for: float
+) -> str:
     from google.api_core import exceptions as api  # noqa: PLC0415
     from google.auth import exceptions as auth  # noqa: PLC0415
 
     if isinstance(exc, api.RetryError):
         cause = exc.cause if exc.cause is not None else exc
         return (
-            f"gave up after retrying for {backend.retry_seconds:g} s "
-            f"({_explain_gcs_error(cause, backend, action)})"
+            f"gave up after retrying for {retried_for:.3g} s "
+            f"({_explain_gcs_error(cause, backend, action, retried_for)})"
         )
     if isinstance(exc, auth.DefaultCredentialsError):
         return (

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 from ig_story_metrics.model.table import Table
+
+QUARANTINE_MARK = ".corrupt-"
 
 
 def snapshot_key(account: str, day: date) -> str:
@@ -27,6 +29,18 @@ def table_key(table: Table, account: str, day: date) -> str:
         f"tables/{table.name}/account={account}/{table.partition_by[-1]}={day.isoformat()}/"
         f"{table.name}.parquet"
     )
+
+
+def table_prefix(table: Table, account: str) -> str:
+    """The folder holding every partition of `table` for `account`."""
+    if table.name == "snapshots":
+        return f"Instagram/{account}/insights/stories"
+    return f"tables/{table.name}/account={account}"
+
+
+def quarantine_key(key: str, at: datetime) -> str:
+    """Where an unreadable object is moved aside: beside it, named after it and the UTC moment."""
+    return f"{key}{QUARANTINE_MARK}{at.astimezone(UTC):%Y%m%dT%H%M%SZ}"
 
 
 def schema_key(table: Table, account: str, day: date) -> str:

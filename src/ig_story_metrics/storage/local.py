@@ -1,16 +1,28 @@
-"""A local folder as a backend: a file lock + temp file + fsync + atomic rename."""
+"""A local folder as a backend: a file lock + temp file + fsync + atomic rename.
+
+Hidden files beside the data: `.{name}.lock` while a writer holds `name` (removed on release, see
+`storage/locks.py`), and `.{name}.{random}.tmp` while a writer writes it. A writer killed
+mid-write leaves its temp file; the next write to the same folder or to the folder just before or
+after it by name (the account's previous or next day written) removes it, once it holds that
+file's lock, so no temp file outlives the next write of the account to that day or a later one.
+"""
 
 from __future__ import annotations
 
+import bisect
 import contextlib
-import fcntl
+import errno
 import os
 import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from ig_story_metrics.clock import Deadline
+from ig_story_metrics.storage import locks
 from ig_story_metrics.storage.backend import ConflictError, StorageError
+
+HIDDEN = re.compile(r"^\.(?P<name>.+?)\.(?:lock|[^.]+\.tmp)$")
 
 
 class LocalBackend:
@@ -25,13 +37,13 @@ class LocalBackend:
     def _generation(self, path: Path) -> int:
         try:
             st = path.stat()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return 0
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from None
         return (st.st_ino << 64) | st.st_mtime_ns
 
-    def read(self, key: str) -> tuple[bytes | None, int]:
+    def read(self, key: str, *, deadline: Deadline | None = None) -> tuple[bytes | None, int]:
         path = self.root / key
         try:
             with path.open("rb") as handle:
@@ -42,7 +54,9 @@ class LocalBackend:
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from None
 
-    def write(self, key: str, data: bytes, *, if_generation: int) -> None:
+    def write(
+        self, key: str, data: bytes, *, if_generation: int, deadline: Deadline | None = None
+    ) -> None:
         path = self.root / key
         if self._generation(path) != if_generation:
             raise ConflictError(f"{path} changed while it was being merged")
@@ -72,30 +86,108 @@ class LocalBackend:
         except OSError as exc:
             raise StorageError(f"cannot list {folder}: {exc.strerror or exc}") from None
 
+    def move(
+        self, key: str, new_key: str, *, if_generation: int, deadline: Deadline | None = None
+    ) -> None:
+        """Rename in place (the same bytes, the same inode); never over an existing file."""
+        path, target = self.root / key, self.root / new_key
+        if self._generation(path) != if_generation:
+            raise ConflictError(f"{path} changed before it could be moved aside")
+        try:
+            try:
+                os.link(path, target)  # fails if the target exists
+                os.unlink(path)
+            except FileExistsError:
+                raise ConflictError(f"{target} already exists") from None
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
+                    raise
+                if target.exists():  # a file system without hard links: we hold the lock
+                    raise ConflictError(f"{target} already exists") from None
+                os.rename(path, target)
+            _fsync_dir(path.parent)
+        except ConflictError:
+            raise
+        except OSError as exc:
+            raise StorageError(f"cannot move {path} aside: {exc.strerror or exc}") from None
+
+    def keys(self, prefix: str) -> list[str]:
+        folder = self.root / prefix
+        try:
+            found = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")]
+        except OSError as exc:
+            raise StorageError(f"cannot list {folder}: {exc.strerror or exc}") from None
+        return sorted(str(p.relative_to(self.root)) for p in found)
+
     @contextlib.contextmanager
-    def locked(self, key: str) -> Iterator[None]:
-        """Exclusive flock on a hidden `.{name}.lock` beside the file (released by the kernel when
-        a holder dies). Temp files left by a writer that was killed mid-write are removed here:
-        every writer of `key` holds this lock, so any temp file found is an orphan."""
+    def locked(self, key: str, *, deadline: Deadline | None = None) -> Iterator[None]:
+        """Exclusive lock on `.{name}.lock` beside the file, waited for until `deadline`; then the
+        debris of killed writers in this folder and its siblings is removed (see the module)."""
         path = self.root / key
         lock_path = path.parent / f".{path.name}.lock"
         try:
             lock_path.parent.mkdir(parents=True, exist_ok=True)
-            handle = lock_path.open("a+b")
         except OSError as exc:
             raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
-        with handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                for orphan in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
-                    with contextlib.suppress(OSError):
-                        orphan.unlink()
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        fd = locks.acquire(lock_path, deadline, str(path))
+        try:
+            _remove_temp_files(path)
+            sweep_siblings(self.root, path)
+            yield
+        finally:
+            locks.release(fd, lock_path)
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def sweep_siblings(root: Path, path: Path) -> None:
+    """Remove the temp and lock files that dead writers left in `path`'s folder and in its
+    nearest sibling folders by name (the previous and the next day that were written), for every
+    file whose lock nobody holds. Each write sweeps the last day written before it, so a day's
+    debris goes with the next write of the account, however many days the lake holds."""
+    folder = path.parent
+    with contextlib.suppress(OSError):
+        for sibling in [folder] if folder == root else _neighbours(folder):
+            for name in sorted(_debris_owners(sibling)):
+                if (sibling, name) != (folder, path.name):  # ours: cleaned under our lock
+                    _clean_if_free(sibling / name)
+
+
+def _neighbours(folder: Path) -> list[Path]:
+    """`folder` and the folders just before and after it in name order, beside it."""
+    with os.scandir(folder.parent) as entries:
+        names = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+    at = bisect.bisect_left(names, folder.name)
+    return [folder.parent / name for name in names[max(at - 1, 0) : at + 2]]
+
+
+def _clean_if_free(path: Path) -> None:
+    """Remove `path`'s temp files and lock file if nobody holds its lock now."""
+    lock_path = path.parent / f".{path.name}.lock"
+    with contextlib.suppress(StorageError):
+        fd = locks.try_acquire(lock_path)
+        if fd is not None:
+            try:
+                _remove_temp_files(path)
+            finally:
+                locks.release(fd, lock_path)
+
+
+def _debris_owners(folder: Path) -> set[str]:
+    """The names of the files that have temp or lock files in `folder`."""
+    with os.scandir(folder) as entries:
+        return {
+            m["name"] for e in entries if e.name.startswith(".") and (m := HIDDEN.match(e.name))
+        }
+
+
+def _remove_temp_files(path: Path) -> None:
+    """Remove `path`'s temp files (the caller holds its lock: they are orphans)."""
+    with contextlib.suppress(OSError):
+        for orphan in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+            with contextlib.suppress(OSError):
+                orphan.unlink()
 
 
 def glob_escape(name: str) -> str:

@@ -1,0 +1,81 @@
+"""How a partition's stored rows and a run's new rows become one file, without losing either.
+
+    unite(table, stored, where)          the stored rows under the table's columns, unknown ones kept
+    merge(table, stored, new, where)     stored rows (minus a re-run's own) + the new rows
+
+The rules (docs/storage.md, "Merging"):
+- every stored row is kept, except the rows of a re-run: same non-null `run_id` as a new row; a
+  null or missing `run_id` never matches;
+- columns are united by name: the table's declared columns first (in their declared order), then
+  the columns this version does not know, in their stored order; a column one side lacks is null;
+- a stored column must hold the declared type, or one that converts to it without changing a
+  value (a narrower integer, Float32, a time unit, an all-null column); anything else (`views`
+  stored as text) is refused with a `StorageError`, never coerced.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from ig_story_metrics.errors import StorageError
+from ig_story_metrics.model.table import Table
+
+
+def unite(table: Table, stored: pl.DataFrame, where: str) -> pl.DataFrame:
+    """`stored` with every declared column (nulls where it had none) in declared order, cast to
+    its declared type where that changes no value, then the unknown columns as they were."""
+    declared = table.polars_schema
+    present = set(stored.columns)
+    columns = [
+        _as_declared(stored.get_column(name), dtype, table, where)
+        if name in present
+        else pl.Series(name, [None] * stored.height, dtype=dtype)
+        for name, dtype in declared.items()
+    ]
+    unknown = [stored.get_column(name) for name in stored.columns if name not in declared]
+    return pl.DataFrame([*columns, *unknown])
+
+
+def merge(table: Table, stored: pl.DataFrame, new: pl.DataFrame, where: str) -> pl.DataFrame:
+    """Every stored row but those of a re-run (same non-null run_id as a new row), then `new`
+    (conformed to `table`), with the columns of both."""
+    old = unite(table, stored, where)
+    extra = [name for name in old.columns if name not in table.polars_schema]
+    ours = new.with_columns(pl.lit(None, dtype=old.schema[name]).alias(name) for name in extra)
+    run_ids = new.get_column("run_id").drop_nulls().unique().to_list()
+    rerun = pl.col("run_id").is_in(run_ids).fill_null(False)
+    return pl.concat([old.filter(~rerun), ours.select(old.columns)], how="vertical")
+
+
+def _as_declared(column: pl.Series, declared: pl.DataType, table: Table, where: str) -> pl.Series:
+    """The stored column in its declared type, or a `StorageError` when that would change it."""
+    stored = column.dtype
+    if stored == declared:
+        return column
+    if _same_kind(stored, declared):
+        try:
+            converted = column.cast(declared, strict=True)
+            if converted.cast(stored).equals(column):  # no value changed (e.g. ns -> us)
+                return converted
+        except pl.exceptions.PolarsError:
+            pass
+    raise StorageError(
+        f"{where}: column {column.name!r} is stored as {stored}, which does not fit the "
+        f"{declared} that table {table.name} declares; the file was left as it is and nothing "
+        "was written (fix it by hand, or move it aside)"
+    )
+
+
+def _same_kind(stored: pl.DataType, declared: pl.DataType) -> bool:
+    """Whether a stored type is a narrower or differently-scaled form of the declared one."""
+    if stored == pl.Null():
+        return True
+    if declared.is_integer():
+        return stored.is_integer()
+    if declared.is_float():
+        return stored.is_float()
+    if isinstance(declared, pl.Datetime):
+        return isinstance(stored, pl.Datetime) and stored.time_zone == declared.time_zone
+    if declared == pl.String():
+        return isinstance(stored, pl.Categorical | pl.Enum)
+    return False
