@@ -19,7 +19,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage as gcs
 
 from ig_story_metrics.model.snapshot import SNAPSHOTS
-from ig_story_metrics.storage import ConflictError, Lake, StorageError
+from ig_story_metrics.storage import Lake, StorageError
 from ig_story_metrics.storage import gcs as storage_module
 from ig_story_metrics.storage.gcs import GcsBackend
 from ig_story_metrics.storage.layout import snapshot_key
@@ -57,22 +57,6 @@ def test_emulator_rejects_a_stale_if_generation_match(client: Any, bucket: str) 
             b"three", if_generation_match=first
         )
     assert client.bucket(bucket).blob("probe.bin").download_as_bytes() == b"two"
-
-
-def test_backend_turns_a_lost_race_into_a_conflict(lake: Lake) -> None:
-    """GcsBackend.write with an outdated generation raises ConflictError and changes nothing."""
-    backend = lake.backend
-    backend.write("k.bin", b"one", if_generation=0)
-    data, first = backend.read("k.bin")
-    assert data == b"one"
-    assert first > 0
-    backend.write("k.bin", b"two", if_generation=first)
-    with pytest.raises(ConflictError):
-        backend.write("k.bin", b"three", if_generation=first)
-    with pytest.raises(ConflictError):
-        backend.write("k.bin", b"three", if_generation=0)
-    assert backend.read("k.bin")[0] == b"two"
-    assert backend.read("absent.bin") == (None, 0)
 
 
 def test_gcs_holds_the_same_layout_and_bytes_as_a_local_folder(
