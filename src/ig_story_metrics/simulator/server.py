@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 from ig_story_metrics.simulator.api import GraphSimulator, Request
 
 MAX_BODY = 1 << 20
+DRAIN_LIMIT = 16 * MAX_BODY  # a larger body is refused unread, on a connection then closed
 JSON_TYPE = "application/json; charset=UTF-8"
 HTML_502 = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
 
@@ -99,9 +100,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:  # refused before reading it
-            self._send(too_large())
+        if length > DRAIN_LIMIT:  # not even read: refused, and the connection closed after
+            self._send(too_large(), close=True)
             return
+        # Read whole (answer() refuses more than MAX_BODY): a body left unread would be taken for
+        # the next request on this kept-alive connection, and closing on unread data resets it.
         raw = self.rfile.read(length) if length else b""
         reply = answer(self.server.simulator, method, self.path, self.headers.items(), raw)
         if reply is None:
@@ -109,10 +112,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(reply)
 
-    def _send(self, reply: Reply) -> None:
+    def _send(self, reply: Reply, *, close: bool = False) -> None:
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.payload)))
+        if close:
+            self.send_header("Connection", "close")
         for name, value in reply.headers.items():
             self.send_header(name, value)
         self.end_headers()
