@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 from ig_story_metrics.simulator.api import GraphSimulator, Request
 
 MAX_BODY = 1 << 20
+STOP_POLL_SECONDS = 0.02
 DRAIN_LIMIT = 16 * MAX_BODY  # a larger body is refused unread, on a connection then closed
 JSON_TYPE = "application/json; charset=UTF-8"
 HTML_502 = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
@@ -147,8 +148,12 @@ class SimulatorServer:
     ) -> None:
         self.simulator = simulator or GraphSimulator()
         self._server = _Server((host, port), self.simulator)
+        # A short poll: stop() waits for the serving loop to notice, half a second by default.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="graph-simulator", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": STOP_POLL_SECONDS},
+            name="graph-simulator",
+            daemon=True,
         )
 
     @property
