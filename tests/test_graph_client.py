@@ -142,9 +142,9 @@ def test_insights_match_ground_truth_in_both_shapes() -> None:
     assert {transport.simulator.total_value_shaped(s.id) for s in stories} == {True, False}
 
 
-def test_not_enough_viewers_is_classified_per_story() -> None:
+def test_not_enough_viewers_is_classified_per_story(sim_transport: SimTransport) -> None:
     """A story below 5 viewers fails all its calls with (#10), classified as NotEnoughViewers."""
-    transport = in_process()
+    transport = sim_transport
     world = transport.simulator.world
     small = [
         s
@@ -163,12 +163,11 @@ def test_not_enough_viewers_is_classified_per_story() -> None:
     asyncio.run(go())
 
 
-def test_unknown_token_is_account_fatal_and_not_echoed() -> None:
+def test_unknown_token_is_account_fatal_and_not_echoed(sim_transport: SimTransport) -> None:
     """A token the API does not know fails with #190; the error text does not contain it."""
-    transport = in_process()
 
     async def go() -> None:
-        async with client_for(transport) as client:
+        async with client_for(sim_transport) as client:
             with pytest.raises(AccountFatal) as info:
                 await list_stories(client, npi(SecretStr("EAAwrong-token-value-123")))
             assert info.value.code == 190
