@@ -1,17 +1,23 @@
-"""Shared fixtures: a Graph API simulator on a real loopback port, accounts files, settings."""
+"""Shared fixtures: the Graph API simulator in process (unit tests of the client) or on a real
+loopback port (end-to-end tests), accounts files, settings."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import httpx
 import polars as pl
 import pytest
 
+from ig_story_metrics.graph.retry import RetryPolicy
 from ig_story_metrics.jobs import hourly
 from ig_story_metrics.report.models import RunReport
 from ig_story_metrics.settings import (
@@ -28,6 +34,7 @@ from ig_story_metrics.simulator import (
     SimulatorServer,
     World,
 )
+from ig_story_metrics.simulator.server import answer
 
 # A token that looks like a real one, so a leak would be obvious in any output or file.
 SECRET_TOKEN = "EAATestSecretToken0123456789abcdefTOKENxyz"
@@ -40,7 +47,7 @@ def frozen(at: datetime = NOW) -> Callable[[], datetime]:
     return lambda: at
 
 
-def make_server(
+def make_simulator(
     *,
     clock: Callable[[], datetime] | None = None,
     seed: int = 0,
@@ -49,16 +56,70 @@ def make_server(
     rates: Mapping[str, float] | None = None,
     tokens: Mapping[str, frozenset[str] | None] | None = None,
     faults: Faults | None = None,
-) -> SimulatorServer:
+) -> GraphSimulator:
+    """A simulator whose world is frozen at NOW (or `clock`), accepting SECRET_TOKEN."""
     world = World(seed=seed, clock=clock or frozen(), rates=rates)
-    simulator = GraphSimulator(
+    return GraphSimulator(
         world,
         page_size=page_size,
         shape=shape,
         tokens=tokens or {SECRET_TOKEN: None},
         faults=faults,
     )
-    return SimulatorServer(simulator)
+
+
+def make_server(**options: Any) -> SimulatorServer:
+    """`make_simulator(**options)` served on a free loopback port (not yet started)."""
+    return SimulatorServer(make_simulator(**options))
+
+
+class SimTransport(httpx.MockTransport):
+    """The simulator in process, as an httpx transport that does what `simulator/server.py` does
+    over a socket (the same `answer()`: form and JSON bodies, the body limit, transport faults).
+
+    A dropped connection raises `RemoteProtocolError`, as httpx does when a server closes without
+    answering; a slow answer sleeps, or raises `ReadTimeout` when the delay reaches the request's
+    read timeout (no socket here to time out)."""
+
+    def __init__(self, simulator: GraphSimulator) -> None:
+        self.simulator = simulator
+        self.replies: Counter[str] = Counter()  # "drop", "html" or the HTTP status, as sent
+        super().__init__(self._handle)
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
+        def sleep(seconds: float) -> None:
+            timeout = request.extensions.get("timeout", {}).get("read")
+            if timeout is not None and seconds >= timeout:
+                raise httpx.ReadTimeout("timed out (simulated slow answer)", request=request)
+            time.sleep(seconds)
+
+        target = request.url.raw_path.decode("ascii")
+        reply = answer(
+            self.simulator,
+            request.method,
+            target,
+            request.headers.items(),
+            request.content,
+            sleep=sleep,
+        )
+        if reply is None:  # a closed connection, as httpx reports it
+            self.replies["drop"] += 1
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            )
+        self.replies["html" if reply.content_type == "text/html" else str(reply.status)] += 1
+        headers = {"Content-Type": reply.content_type, **reply.headers}
+        return httpx.Response(reply.status, headers=headers, content=reply.payload)
+
+
+# Any base URL will do in process: the transport never resolves it.
+IN_PROCESS_URL = "http://graph.simulator.invalid"
+
+
+@pytest.fixture
+def sim_transport() -> SimTransport:
+    """The simulator in process (frozen at NOW, accepting SECRET_TOKEN) as an httpx transport."""
+    return SimTransport(make_simulator())
 
 
 @pytest.fixture
@@ -116,20 +177,27 @@ def run_cli(
     )
 
 
-# Retries and waits in milliseconds, so a test run is fast; the logic is the production one.
-FAST = {
+# Backoffs of milliseconds through the policy object, so a test run is fast; the decisions are the
+# production ones. Not `scale`: it would shorten the waits Meta announces too, and the simulator's
+# throttling bursts last their real length.
+FAST = RetryPolicy(max_attempts=8, base_seconds=0.005, max_seconds=0.05)
+# The same for the CLI, which a test runs as a user does: settings from the environment.
+FAST_ENV = {
     "IG_BACKOFF_BASE_SECONDS": "0.005",
     "IG_BACKOFF_MAX_SECONDS": "0.05",
     "IG_MAX_ATTEMPTS": "8",
 }
 
 
-def run(server: SimulatorServer, tmp_path: Path, **env: str) -> RunReport:
+def run(
+    server: SimulatorServer, tmp_path: Path, policy: RetryPolicy = FAST, **env: str
+) -> RunReport:
     """One hourly run of every seed account against `server`, at NOW, into tmp_path/lake."""
     accounts = write_accounts(tmp_path / "accounts.toml")
-    settings = load_settings(env_for(server, tmp_path, accounts, **{**FAST, **env}))
+    settings = load_settings(env_for(server, tmp_path, accounts, **env))
     chosen = select_accounts(load_accounts(accounts), [], all_accounts=True)
-    return hourly.run(settings, chosen, resolve_tokens(settings, chosen, env={}), clock=frozen())
+    tokens = resolve_tokens(settings, chosen, env={})
+    return hourly.run(settings, chosen, tokens, clock=frozen(), policy=policy)
 
 
 def stored(tmp_path: Path) -> pl.DataFrame:

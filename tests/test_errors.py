@@ -9,7 +9,7 @@ import pytest
 
 from ig_story_metrics.clock import Deadline
 from ig_story_metrics.graph import errors as e
-from ig_story_metrics.graph.retry import RetryPolicy
+from ig_story_metrics.graph.retry import BudgetExhausted, RetryPolicy
 from ig_story_metrics.graph.usage import Usage, parse_usage
 
 
@@ -145,6 +145,86 @@ def test_policy_backoff_grows_with_jitter_and_is_capped() -> None:
         delays = [policy.backoff(attempt) for _ in range(50)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(set(delays)) > 1
+
+
+class _Ceiling(random.Random):
+    """Jitter at its top: every backoff is exactly its ceiling, so a table can state the wait."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def _throttled(retry_after: float | None) -> e.ThrottledError:
+    error = e.ThrottledError("(#80002) too many calls", code=80002)
+    error.retry_after = retry_after
+    return error
+
+
+TRANSIENT = e.TransientError("An unknown error occurred", code=1)
+FATAL = e.AccountFatal("Invalid OAuth access token", code=190)
+BUG = e.RequestBug("(#100) Invalid parameter", code=100)
+REJECTED = e.MetricRejected("(#100) The Media Insights API does not support views", code=100)
+FEW = e.NotEnoughViewers("(#10) Not enough viewers for the media to show insights", code=10)
+DECISIONS = [
+    # (error, attempt, seconds left, scale, expected wait, or the final error's class and text)
+    (TRANSIENT, 1, 100, 1, 1.0, None),
+    (TRANSIENT, 3, 100, 1, 4.0, None),
+    (TRANSIENT, 5, 100, 1, 8.0, None),  # capped at max_seconds
+    (e.BadResponse("an HTML page"), 2, 100, 1, 2.0, None),
+    (
+        e.UnsupportedRequest("(#100) Unsupported get request", code=100, subcode=33),
+        2,
+        100,
+        1,
+        2.0,
+        None,
+    ),
+    (_throttled(120), 1, 300, 1, 120.0, None),  # the regain time Meta announced
+    (_throttled(None), 2, 100, 1, 2.0, None),  # none announced: backoff
+    (TRANSIENT, 6, 100, 1, None, (e.TransientError, "gave up after 6 attempts")),
+    (TRANSIENT, 3, 3.5, 1, None, (BudgetExhausted, "a 4.0s wait does not fit in the 3.5s")),
+    (_throttled(120), 1, 60, 1, None, (BudgetExhausted, "a 120.0s wait does not fit")),
+    (FATAL, 1, 100, 1, None, (e.AccountFatal, FATAL.message)),
+    (BUG, 1, 100, 1, None, (e.RequestBug, BUG.message)),
+    (REJECTED, 1, 100, 1, None, (e.MetricRejected, REJECTED.message)),
+    (FEW, 1, 100, 1, None, (e.NotEnoughViewers, FEW.message)),
+    # scale: the same decisions, every wait scaled (tests retry instantly this way)
+    (TRANSIENT, 3, 100, 0.001, 0.004, None),
+    (_throttled(120), 1, 1, 0.001, 0.12, None),  # fits once scaled
+    (TRANSIENT, 6, 100, 0.001, None, (e.TransientError, "gave up after 6 attempts")),
+]
+
+
+@pytest.mark.parametrize(("error", "attempt", "left", "scale", "wait", "final"), DECISIONS)
+def test_decision_table(
+    error: e.GraphError,
+    attempt: int,
+    left: float,
+    scale: float,
+    wait: float | None,
+    final: tuple[type[e.GraphError], str] | None,
+) -> None:
+    """decide(error, attempt, deadline): retry after exactly the expected wait, or stop with the
+    expected final error."""
+    policy = RetryPolicy(max_attempts=6, base_seconds=1, max_seconds=8, scale=scale, rng=_Ceiling())
+    decision = policy.decide(error, attempt, Deadline(left, clock=lambda: 0.0))
+    if final is None:
+        assert decision.retry
+        assert decision.after == pytest.approx(wait)
+    else:
+        assert not decision.retry
+        assert type(decision.error) is final[0]
+        assert final[1] in str(decision.error)
+
+
+def test_an_expired_deadline_allows_no_further_attempt() -> None:
+    """Once the budget is spent, even a zero wait is refused: the run must stop asking."""
+    now = [0.0]
+    deadline = Deadline(5, clock=lambda: now[0])
+    now[0] = 6.0
+    decision = RetryPolicy(base_seconds=0.0).decide(TRANSIENT, 1, deadline)
+    assert not decision.retry
+    assert isinstance(decision.error, BudgetExhausted)
 
 
 def test_usage_pause_slows_down_before_the_wall() -> None:

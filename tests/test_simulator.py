@@ -21,8 +21,16 @@ from ig_story_metrics.simulator import (
     SimulatorServer,
     World,
 )
+from ig_story_metrics.simulator.server import MAX_BODY
 
-from .conftest import NOW, SECRET_TOKEN, make_server
+from .conftest import (
+    IN_PROCESS_URL,
+    NOW,
+    SECRET_TOKEN,
+    SimTransport,
+    make_server,
+    make_simulator,
+)
 
 AUTH = {"Authorization": f"Bearer {SECRET_TOKEN}"}
 
@@ -228,3 +236,47 @@ def test_fault_options_are_simulate_options() -> None:
         if spec.name != "seed":
             flag = spec.metadata.get("flag") or "--" + spec.name.replace("_", "-")
             assert flag in result.output, flag
+
+
+def _exchanges(client: httpx.Client, story: str) -> list[tuple[object, ...]]:
+    """A fixed sequence of requests of every form the HTTP layer handles, and what came back."""
+    ops = json.dumps([{"method": "GET", "relative_url": f"{story}/insights?metric=reach,views"}])
+    user = SEED_ACCOUNTS["NPI"]
+    requests = [
+        client.build_request("GET", f"v25.0/{user}/stories", params={"limit": "2"}, headers=AUTH),
+        client.build_request("GET", f"v25.0/{user}/stories", params={"access_token": SECRET_TOKEN}),
+        client.build_request("GET", f"v25.0/{story}/insights?metric=reach", headers=AUTH),
+        client.build_request("POST", "v25.0/", data={"access_token": SECRET_TOKEN, "batch": ops}),
+        client.build_request(
+            "POST", "v25.0/", json={"access_token": SECRET_TOKEN, "batch": json.loads(ops)}
+        ),
+        client.build_request("POST", "v25.0/", content=b"x" * (MAX_BODY + 1)),
+        client.build_request("GET", "v25.0/nowhere", headers=AUTH),
+    ]
+    seen: list[tuple[object, ...]] = []
+    for request in requests * 3:  # again and again: the fault dice roll per attempt
+        try:
+            response = client.send(request)
+        except httpx.TransportError as exc:
+            seen.append((type(exc).__name__,))
+            continue
+        kept = ("content-type", "x-app-usage", "x-business-use-case-usage")
+        headers = {k: response.headers.get(k) for k in kept}
+        seen.append((response.status_code, headers, response.content))
+    return seen
+
+
+def test_the_in_process_transport_answers_exactly_as_the_http_server() -> None:
+    """The same requests (query and header tokens, form and JSON batch bodies, an oversized body,
+    an unknown path) with drops and HTML pages give the same replies and statistics over a socket
+    and through `SimTransport`."""
+    faults = Faults(seed=1, drop_rate=0.2, html_rate=0.2, null_rate=0.3)
+    with make_server(faults=faults) as server, httpx.Client(base_url=server.url) as client:
+        story = live_story(server)
+        over_http = _exchanges(client, story)
+    transport = SimTransport(make_simulator(faults=faults))
+    with httpx.Client(base_url=IN_PROCESS_URL, transport=transport) as client:
+        in_process = _exchanges(client, story)
+    assert in_process == over_http
+    assert {"RemoteProtocolError", 502, 413} <= {outcome[0] for outcome in over_http}
+    assert transport.simulator.stats == server.simulator.stats

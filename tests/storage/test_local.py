@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from ig_story_metrics.model.snapshot import SNAPSHOTS
-from ig_story_metrics.storage import ConflictError, Lake, StorageError
+from ig_story_metrics.storage import Lake, StorageError
 from ig_story_metrics.storage.gcs import GcsBackend
 from ig_story_metrics.storage.local import LocalBackend
 from tests.storage.writer import ACCOUNT, DAY, ROWS, open_test_lake, snapshot_frame
@@ -89,19 +89,6 @@ def test_reading_a_day_without_a_file_gives_an_empty_frame_of_the_schema(tmp_pat
     stored = open_test_lake(str(tmp_path)).read(SNAPSHOTS, ACCOUNT, DAY)
     assert stored.height == 0
     assert stored.schema == SNAPSHOTS.polars_schema
-
-
-def test_a_stale_generation_is_a_conflict_and_changes_nothing(tmp_path: Path) -> None:
-    """The local compare-and-swap refuses a write based on an outdated read."""
-    backend = LocalBackend(tmp_path)
-    backend.write("k.bin", b"one", if_generation=0)
-    _, first = backend.read("k.bin")
-    backend.write("k.bin", b"two", if_generation=first)
-    with pytest.raises(ConflictError):
-        backend.write("k.bin", b"three", if_generation=first)
-    with pytest.raises(ConflictError):
-        backend.write("k.bin", b"three", if_generation=0)
-    assert backend.read("k.bin")[0] == b"two"
 
 
 def test_orphaned_temp_files_of_a_killed_writer_are_removed_by_the_next_writer(

@@ -1,10 +1,17 @@
-"""Serve a `GraphSimulator` over real HTTP on a loopback port (port 0 picks a free one)."""
+"""Serve a `GraphSimulator` over real HTTP on a loopback port (port 0 picks a free one).
+
+`answer()` is everything this HTTP layer does with one request (body limit, form and JSON bodies,
+transport faults, JSON encoding) apart from the socket itself, so that an in-process transport
+(the tests' `httpx.MockTransport` adapter) behaves exactly like the server.
+"""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import parse_qsl, urlsplit
@@ -13,6 +20,82 @@ from ig_story_metrics.simulator.api import GraphSimulator
 from ig_story_metrics.simulator.protocol import Request
 
 MAX_BODY = 1 << 20
+STOP_POLL_SECONDS = 0.02
+DRAIN_LIMIT = 16 * MAX_BODY  # a larger body is refused unread, on a connection then closed
+JSON_TYPE = "application/json; charset=UTF-8"
+HTML_502 = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What goes back on the wire: status, body bytes, their type and the other headers."""
+
+    status: int
+    payload: bytes
+    content_type: str = JSON_TYPE
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def too_large() -> Reply:
+    body = {"error": {"message": "Request too large", "code": 1}}
+    return Reply(413, json.dumps(body).encode())
+
+
+def parse_request(
+    method: str, target: str, headers: Iterable[tuple[str, str]], raw: bytes
+) -> Request:
+    """The simulator's view of an HTTP request: path, query, form (urlencoded or JSON body) and
+    lower-cased headers."""
+    url = urlsplit(target)
+    lowered = {k.lower(): v for k, v in headers}
+    form: dict[str, str] = {}
+    if raw and "json" in lowered.get("content-type", ""):
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = {}
+        if isinstance(parsed, dict):
+            form = {k: v if isinstance(v, str) else json.dumps(v) for k, v in parsed.items()}
+    elif raw:
+        form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+    return Request(
+        method=method,
+        path=url.path,
+        query=dict(parse_qsl(url.query, keep_blank_values=True)),
+        form=form,
+        headers=lowered,
+    )
+
+
+def answer(
+    simulator: GraphSimulator,
+    method: str,
+    target: str,
+    headers: Iterable[tuple[str, str]],
+    raw: bytes,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Reply | None:
+    """The reply to one request; None: close the connection without a word (a "drop" fault).
+    A "slow" fault calls `sleep` with the delay before answering."""
+    if len(raw) > MAX_BODY:
+        return too_large()
+    request = parse_request(method, target, headers, raw)
+    fault = simulator.transport_fault(request)
+    if fault == "drop":
+        return None
+    if fault == "slow":
+        sleep(simulator.faults.slow_seconds)
+    if fault == "html":
+        return Reply(502, HTML_502, "text/html")
+    status, extra, body = simulator.handle(request)
+    if fault == "gzip":  # says gzip, is not: the client's decoder fails
+        extra = {**extra, "Content-Encoding": "gzip"}
+    try:
+        payload = json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate: Meta escapes it as \udXXX
+        payload = json.dumps(body).encode()
+    return Reply(status, payload, headers=extra)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -23,64 +106,29 @@ class _Handler(BaseHTTPRequestHandler):
         """Silent: access logs would print request lines, and a careless client's token with them."""
 
     def _dispatch(self, method: str) -> None:
-        url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self._reply(413, {}, {"error": {"message": "Request too large", "code": 1}})
+        if length > DRAIN_LIMIT:  # not even read: refused, and the connection closed after
+            self._send(too_large(), close=True)
             return
+        # Read whole (answer() refuses more than MAX_BODY): a body left unread would be taken for
+        # the next request on this kept-alive connection, and closing on unread data resets it.
         raw = self.rfile.read(length) if length else b""
-        form: dict[str, str] = {}
-        content_type = self.headers.get("Content-Type", "")
-        if raw and "json" in content_type:
-            try:
-                parsed = json.loads(raw)
-            except ValueError:
-                parsed = {}
-            if isinstance(parsed, dict):
-                form = {k: v if isinstance(v, str) else json.dumps(v) for k, v in parsed.items()}
-        elif raw:
-            form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
-        request = Request(
-            method=method,
-            path=url.path,
-            query=dict(parse_qsl(url.query, keep_blank_values=True)),
-            form=form,
-            headers={k.lower(): v for k, v in self.headers.items()},
-        )
-        simulator = self.server.simulator
-        fault = simulator.transport_fault(request)
-        if fault == "drop":  # close the connection without a word
+        reply = answer(self.server.simulator, method, self.path, self.headers.items(), raw)
+        if reply is None:
             self.close_connection = True
             return
-        if fault == "slow":
-            time.sleep(simulator.faults.slow_seconds)
-        if fault == "html":
-            self._reply_raw(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
-            return
-        status, headers, body = simulator.handle(request)
-        if fault == "gzip":  # says gzip, is not: the client's decoder fails
-            headers = {**headers, "Content-Encoding": "gzip"}
-        self._reply(status, headers, body)
+        self._send(reply)
 
-    def _reply_raw(self, status: int, payload: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def _reply(self, status: int, headers: dict[str, str], body: object) -> None:
-        try:
-            payload = json.dumps(body, ensure_ascii=False).encode()
-        except UnicodeEncodeError:  # a lone surrogate: Meta escapes it as \udXXX
-            payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in headers.items():
+    def _send(self, reply: Reply, *, close: bool = False) -> None:
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.payload)))
+        if close:
+            self.send_header("Connection", "close")
+        for name, value in reply.headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(payload)
+        self.wfile.write(reply.payload)
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -106,8 +154,12 @@ class SimulatorServer:
     ) -> None:
         self.simulator = simulator or GraphSimulator()
         self._server = _Server((host, port), self.simulator)
+        # A short poll: stop() waits for the serving loop to notice, half a second by default.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="graph-simulator", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": STOP_POLL_SECONDS},
+            name="graph-simulator",
+            daemon=True,
         )
 
     @property
