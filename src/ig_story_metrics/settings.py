@@ -16,11 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ig_story_metrics.errors import CallerError, ConfigError, SetupError
-from ig_story_metrics.model.accounts import IG_USER_ID, Account, account_name_problem
+from ig_story_metrics.model.accounts import (
+    IG_USER_ID,
+    LOGINS,
+    SECRET_NAME,
+    Account,
+    account_name_problem,
+)
+from ig_story_metrics.redact import register_secrets
 
 __all__ = ["Account", "CallerError", "ConfigError", "Settings", "SetupError"]
 
@@ -42,6 +50,13 @@ class Settings(BaseSettings):
     graph_api_version: str = Field(
         default="v25.0", pattern=r"^v\d+\.\d+$", validation_alias="IG_GRAPH_API_VERSION"
     )
+    # Accounts with `login = "instagram"` are read from this host (Instagram Login).
+    instagram_api_url: str = Field(
+        default="https://graph.instagram.com", validation_alias="IG_INSTAGRAM_API_URL"
+    )
+    # The Meta app: appsecret_proof on every call, debug_token's app token, token renewal.
+    app_id: str | None = Field(default=None, pattern=r"^[0-9]{1,32}$", validation_alias="IG_APP_ID")
+    app_secret: SecretStr | None = Field(default=None, validation_alias="IG_APP_SECRET")
     storage_url: str = Field(default="./data", validation_alias="STORAGE_URL")
     max_concurrent_accounts: int = Field(
         default=5, ge=1, le=50, validation_alias="IG_MAX_CONCURRENT_ACCOUNTS"
@@ -67,6 +82,10 @@ class Settings(BaseSettings):
         default=None, validation_alias="STORAGE_EMULATOR_HOST"
     )
     google_cloud_project: str | None = Field(default=None, validation_alias="GOOGLE_CLOUD_PROJECT")
+    # Secret Manager's address for tests (a fake of its REST API); unset: the real service.
+    secret_manager_emulator_host: str | None = Field(
+        default=None, validation_alias="SECRET_MANAGER_EMULATOR_HOST"
+    )
     k_service: str | None = Field(default=None, validation_alias="K_SERVICE")
 
 
@@ -85,11 +104,16 @@ def load_settings(
     """
     try:
         if env is None:
-            return Settings(_env_file=env_file or Path(".env"))  # type: ignore[call-arg]
-        known: dict[str, Any] = {k: v for k, v in env.items() if k in _ALIASES}
-        return Settings(_env_file=env_file, **known)  # type: ignore[call-arg]
+            settings = Settings(_env_file=env_file or Path(".env"))  # type: ignore[call-arg]
+        else:
+            known: dict[str, Any] = {k: v for k, v in env.items() if k in _ALIASES}
+            settings = Settings(_env_file=env_file, **known)  # type: ignore[call-arg]
     except ValidationError as exc:
         raise SetupError(_describe(exc)) from None
+    # The app secret is masked in every text that leaves the process, from the moment it is known.
+    if settings.app_secret is not None:
+        register_secrets([settings.app_secret.get_secret_value()])
+    return settings
 
 
 _ALIASES = {
@@ -130,7 +154,7 @@ def _account(path: Path, name: str, entry: object) -> Account:
         raise SetupError(f"{where}: {problem}")
     if not isinstance(entry, dict):
         raise SetupError(f"{where} must be a table with ig_user_id")
-    unknown = set(entry) - {"ig_user_id", "token_env"}
+    unknown = set(entry) - {"ig_user_id", "token_env", "login", "token_secret"}
     if unknown:
         raise SetupError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     ig_user_id = entry.get("ig_user_id")
@@ -139,7 +163,23 @@ def _account(path: Path, name: str, entry: object) -> Account:
     token_env = entry.get("token_env")
     if token_env is not None and (not isinstance(token_env, str) or not ENV_NAME.match(token_env)):
         raise SetupError(f"{where}: token_env must be an environment variable name")
-    return Account(name=name, ig_user_id=ig_user_id, token_env=token_env)
+    login = entry.get("login", "facebook")
+    if login not in LOGINS:
+        raise SetupError(f"{where}: login must be one of {', '.join(map(repr, LOGINS))}")
+    token_secret = entry.get("token_secret")
+    if token_secret is not None and (
+        not isinstance(token_secret, str) or not SECRET_NAME.fullmatch(token_secret)
+    ):
+        raise SetupError(
+            f"{where}: token_secret must be a Secret Manager secret id or projects/P/secrets/S"
+        )
+    return Account(
+        name=name,
+        ig_user_id=ig_user_id,
+        token_env=token_env,
+        login=login,
+        token_secret=token_secret,
+    )
 
 
 def select_accounts(
@@ -185,6 +225,34 @@ def resolve_tokens(
                 "export it or put it in .env"
             )
     return tokens
+
+
+def read_variable(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """A variable the accounts file names: the environment, else the `.env` file (with an explicit
+    `env`, only that mapping)."""
+    if env is not None:
+        return env.get(name)
+    value = os.environ.get(name)
+    if value is None and Path(".env").is_file():
+        try:
+            value = dotenv_values(".env", encoding="utf-8").get(name)
+        except UnicodeDecodeError:
+            raise SetupError(".env is not valid UTF-8") from None
+    return value
+
+
+def lookup_token(
+    settings: Settings, account: Account, env: Mapping[str, str] | None = None
+) -> SecretStr | None:
+    """The account's token (its `token_env` variable, else `IG_ACCESS_TOKEN`), or None when unset."""
+    if account.token_env:
+        value = read_variable(account.token_env, env)
+    elif settings.access_token is not None:
+        value = settings.access_token.get_secret_value()
+    else:
+        value = None
+    value = (value or "").strip()
+    return SecretStr(value) if value else None
 
 
 @dataclass(frozen=True, slots=True)
