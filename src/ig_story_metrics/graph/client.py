@@ -5,15 +5,22 @@
   again. Throttling pauses the account for the announced regain time; usage headers at or above the
   policy's threshold pause it before its next call. All waiting is bounded by the run's `Deadline`.
 - `batch()` sends up to 50 GET operations in one POST; `stories.py` and `insights.py` build on it.
+- With an app secret, every call carries `appsecret_proof` (hex HMAC-SHA256 of the token keyed with
+  the secret): in the query of a GET, in the body of a POST. Redaction masks it like a token.
+- A client serves one host: `login` says which ("facebook": graph.facebook.com, "instagram":
+  graph.instagram.com), so that only the metrics that host knows are asked for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 import httpx
 from pydantic import SecretStr
@@ -29,6 +36,7 @@ from ig_story_metrics.graph.errors import (
 )
 from ig_story_metrics.graph.retry import RetryPolicy
 from ig_story_metrics.graph.usage import Usage, parse_usage
+from ig_story_metrics.model.accounts import Login
 from ig_story_metrics.model.counters import Counters
 from ig_story_metrics.redact import scrub
 
@@ -71,8 +79,12 @@ class GraphClient:
         policy: RetryPolicy | None = None,
         deadline: Deadline | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        app_secret: SecretStr | None = None,
+        login: Login = "facebook",
     ) -> None:
         self.version = version
+        self.login: Login = login
+        self._app_secret = app_secret
         self.policy = policy or RetryPolicy()
         self.deadline = deadline or Deadline(3600)
         # Metrics Meta refused in this run: not asked again for later stories or accounts.
@@ -178,10 +190,27 @@ class GraphClient:
             self.pause_for(session, error, decision.after)
             await self.wait(session, decision.after, error)
 
+    def proof(self, token: SecretStr) -> dict[str, str]:
+        """`{"appsecret_proof": ...}` for this token when the client has an app secret, else {}."""
+        if self._app_secret is None:
+            return {}
+        return {"appsecret_proof": appsecret_proof(token, self._app_secret)}
+
     def get(self, session: Session, path: str) -> httpx.Request:
         """A GET of `path` (relative to the base URL) with the token in the header."""
         auth = {"Authorization": f"Bearer {session.token.get_secret_value()}"}
+        proof = self.proof(session.token)
+        if proof:
+            path += ("&" if "?" in path else "?") + urlencode(proof)
         return self._http.build_request("GET", path, headers=auth)
+
+    def post(self, session: Session, path: str, form: dict[str, str]) -> httpx.Request:
+        """A POST of `form` to `path`, with the token (if any) and its proof in the body."""
+        data = dict(form)
+        if session.token.get_secret_value():
+            data["access_token"] = session.token.get_secret_value()
+            data.update(self.proof(session.token))
+        return self._http.build_request("POST", path, data=data)
 
     async def batch(self, session: Session, relative_urls: Sequence[str]) -> list[Exchange]:
         """One Graph batch POST of GET operations (retried as a whole); answers in request order."""
@@ -192,6 +221,7 @@ class GraphClient:
             "access_token": session.token.get_secret_value(),
             "batch": json.dumps(ops, separators=(",", ":")),
             "include_headers": "true",
+            **self.proof(session.token),
         }
 
         def check(body: object) -> None:
@@ -207,6 +237,12 @@ class GraphClient:
         )
         assert isinstance(body, list)  # noqa: S101 - guaranteed by check
         return [_operation(slot) for slot in body]
+
+
+def appsecret_proof(token: SecretStr, app_secret: SecretStr) -> str:
+    """Hex HMAC-SHA256 of the token keyed with the app secret (Meta's `appsecret_proof`)."""
+    key = app_secret.get_secret_value().encode()
+    return hmac.new(key, token.get_secret_value().encode(), hashlib.sha256).hexdigest()
 
 
 def _operation(slot: object) -> Exchange:

@@ -26,7 +26,7 @@ from ig_story_metrics.graph.errors import (
 )
 from ig_story_metrics.graph.retry import BudgetExhausted
 from ig_story_metrics.graph.usage import parse_usage
-from ig_story_metrics.model.metrics import metric_requests
+from ig_story_metrics.model.metrics import for_login, metric_requests
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +68,7 @@ async def fetch_insights(
     pending: list[Pending] = [
         (InsightsCall(story_id, metrics, breakdown), ())
         for story_id in story_ids
-        for metrics, breakdown in metric_requests()
+        for metrics, breakdown in for_login(metric_requests(), client.login)
     ]
     attempts: dict[InsightsCall, int] = {}
     while pending:

@@ -14,9 +14,10 @@ from datetime import UTC
 from pydantic import SecretStr
 
 from ig_story_metrics.clock import Clock, Deadline, utc_now
-from ig_story_metrics.graph.client import GraphClient, Transport
+from ig_story_metrics.graph.client import Transport
 from ig_story_metrics.graph.retry import RetryPolicy
 from ig_story_metrics.jobs.capture import RunContext, StoryFilter, capture_account, new_run_id
+from ig_story_metrics.jobs.hosts import clients_for, policy_for  # noqa: F401 - re-exported
 from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.report.models import AccountReport, RunReport
 from ig_story_metrics.settings import Settings
@@ -24,15 +25,6 @@ from ig_story_metrics.storage import Lake, open_lake
 
 # The Graph calls get 90 % of the budget: the rest is kept for writing what was captured.
 GRAPH_SHARE = 0.9
-
-
-def policy_for(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(
-        max_attempts=settings.max_attempts,
-        base_seconds=settings.backoff_base_seconds,
-        max_seconds=settings.backoff_max_seconds,
-        pause_percent=settings.usage_pause_percent,
-    )
 
 
 def lake_for(settings: Settings) -> Lake:
@@ -69,17 +61,17 @@ async def capture_async(
     async def one(account: Account) -> AccountReport:
         async with gate:
             token = tokens[account.name]
+            client = clients[account.login]  # its login's host
             return await capture_account(client, opened, account, token, ctx, clock, select)
 
     try:
-        async with GraphClient(
-            settings.graph_api_url,
-            settings.graph_api_version,
+        async with clients_for(
+            settings,
+            (a.login for a in accounts),
             transport=transport,
-            timeout=settings.request_timeout_seconds,
-            policy=policy or policy_for(settings),
+            policy=policy,
             deadline=budget.share(GRAPH_SHARE),
-        ) as client:
+        ) as clients:
             reports = await asyncio.gather(*(one(a) for a in accounts))
     finally:
         if lake is None:  # opened here, so closed here (the GCS client holds connections)

@@ -11,14 +11,17 @@ from datetime import datetime
 
 from ig_story_metrics.simulator.api import DEFAULT_TOKEN, GraphSimulator
 from ig_story_metrics.simulator.faults import Faults
+from ig_story_metrics.simulator.identity import INSTAGRAM_PREFIX, Identity, both_hosts
 from ig_story_metrics.simulator.server import SimulatorServer
 from ig_story_metrics.simulator.world import SEED_ACCOUNTS, World, utc_now
 
 __all__ = [
     "DEFAULT_TOKEN",
+    "INSTAGRAM_PREFIX",
     "SEED_ACCOUNTS",
     "Faults",
     "GraphSimulator",
+    "Identity",
     "SimulatorServer",
     "World",
     "simulator_server",
@@ -33,8 +36,10 @@ def simulator_server(
     page_size: int = 25,
     clock: Callable[[], datetime] = utc_now,
     faults: Faults | None = None,
+    app_secret: str | None = None,
 ) -> SimulatorServer:
-    """A simulator on `host:port` (port 0: a free one), not yet serving."""
+    """A simulator on `host:port` (port 0: a free one), not yet serving: graph.facebook.com at
+    the root, graph.instagram.com under `/instagram` (see `simulator/identity.py`)."""
     world = World(seed=seed, clock=clock)
     simulator = GraphSimulator(world, page_size=page_size, faults=faults)
-    return SimulatorServer(simulator, host=host, port=port)
+    return both_hosts(simulator, Identity(world, app_secret=app_secret), host=host, port=port)

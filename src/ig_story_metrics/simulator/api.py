@@ -78,6 +78,9 @@ NOT_FOR_STORIES = frozenset({"likes", "comments", "saved", "engagement", "video_
 
 Response = tuple[int, dict[str, str], Any]
 Handler = Callable[["Request", re.Match[str]], Response]
+# Runs before the routes (top_level: the HTTP request itself, not a batch operation); an answer
+# refuses the request. `simulator/identity.py` guards tokens and appsecret_proof this way.
+Guard = Callable[["Request", bool], Response | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +156,7 @@ class GraphSimulator:
             ("GET", re.compile(r"^/(?:v\d+\.\d+/)?(?P<media>\d+)/insights/?$"), self._insights),
             ("POST", re.compile(r"^/(?:v\d+\.\d+)?/?$"), self._batch),
         ]
+        self.guards: list[Guard] = []
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -162,6 +166,10 @@ class GraphSimulator:
                 self.stats.http_requests += 1
                 if "access_token=" in request.path or "access_token" in request.query:
                     self.stats.tokens_in_urls += 1
+        for guard in self.guards:
+            refused = guard(request, top_level)
+            if refused is not None:
+                return refused
         for method, pattern, handler in self.routes:
             match = pattern.match(request.path)
             if match and method == request.method:

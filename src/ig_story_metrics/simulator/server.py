@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import parse_qsl, urlsplit
@@ -23,6 +24,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
+        simulator, path = self.server.pick(url.path)
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
             self._reply(413, {}, {"error": {"message": "Request too large", "code": 1}})
@@ -41,21 +43,21 @@ class _Handler(BaseHTTPRequestHandler):
             form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
         request = Request(
             method=method,
-            path=url.path,
+            path=path,
             query=dict(parse_qsl(url.query, keep_blank_values=True)),
             form=form,
             headers={k.lower(): v for k, v in self.headers.items()},
         )
-        fault = self.server.simulator.transport_fault(request)
+        fault = simulator.transport_fault(request)
         if fault == "drop":  # close the connection without a word
             self.close_connection = True
             return
         if fault == "slow":
-            time.sleep(self.server.simulator.faults.slow_seconds)
+            time.sleep(simulator.faults.slow_seconds)
         if fault == "html":
             self._reply_raw(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
             return
-        status, headers, body = self.server.simulator.handle(request)
+        status, headers, body = simulator.handle(request)
         self._reply(status, headers, body)
 
     def _reply_raw(self, status: int, payload: bytes, content_type: str) -> None:
@@ -86,19 +88,38 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], simulator: GraphSimulator) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        simulator: GraphSimulator,
+        hosts: Mapping[str, GraphSimulator] | None = None,
+    ) -> None:
         self.simulator = simulator
+        self.hosts = dict(hosts or {})
         super().__init__(address, _Handler)
+
+    def pick(self, path: str) -> tuple[GraphSimulator, str]:
+        """The simulator a path belongs to, and the path it sees (a host's prefix removed)."""
+        for prefix, simulator in self.hosts.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return simulator, path[len(prefix) :] or "/"
+        return self.simulator, path
 
 
 class SimulatorServer:
     """A running simulator; use as a context manager, or `start()` / `stop()`."""
 
     def __init__(
-        self, simulator: GraphSimulator | None = None, host: str = "127.0.0.1", port: int = 0
+        self,
+        simulator: GraphSimulator | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        hosts: Mapping[str, GraphSimulator] | None = None,
     ) -> None:
+        """`hosts` serves more simulators under path prefixes (e.g. "/instagram")."""
         self.simulator = simulator or GraphSimulator()
-        self._server = _Server((host, port), self.simulator)
+        self.hosts = dict(hosts or {})
+        self._server = _Server((host, port), self.simulator, self.hosts)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="graph-simulator", daemon=True
         )
