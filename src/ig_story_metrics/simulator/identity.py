@@ -165,6 +165,9 @@ class Identity:
         for token, allowed in simulator.tokens.items():
             if token not in self.tokens:
                 self.issue(token, kind=kind, accounts=allowed, data_access_in=None)
+        app = self.app_token()
+        if app is not None:  # the app token may call the Graph API (a batch of debug_token), and
+            self.access[app] = frozenset()  # read no account
         simulator.tokens = self.access
         if host == "instagram":
             routes: list[tuple[str, str, Handler]] = [
