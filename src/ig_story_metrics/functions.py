@@ -5,6 +5,8 @@ as the answer, `logs.log_report()` for Cloud Logging.
 
 Request: `POST` with the body `{"accounts": ["NPI", "LT"]}` for some accounts, or an empty body or
 `{}` for every account in the accounts file (Cloud Scheduler sends `{}`).
+`{"mode": "tokens"}` checks every token instead and renews those due (a daily Scheduler job); its
+answer is the token report (200 all ok, 502 a token fails the check: its log entries say why).
 
 Answer (always `application/json`): the run report, or `{"error": "..."}` when nothing ran.
 
@@ -38,17 +40,19 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 import flask
 import functions_framework
 
 from ig_story_metrics import logs
 from ig_story_metrics.errors import ConfigError, StorageError
-from ig_story_metrics.jobs import hourly
+from ig_story_metrics.jobs import hourly, tokens
 from ig_story_metrics.model.accounts import account_name_problem
 from ig_story_metrics.redact import register_secrets, scrub
 from ig_story_metrics.report.events import log_report
-from ig_story_metrics.settings import RunConfig, prepare_run
+from ig_story_metrics.report.tokens import log_tokens
+from ig_story_metrics.settings import RunConfig, load_accounts, load_settings, prepare_run
 
 MAX_BODY = 64 * 1024
 STATUS_OK = 200
@@ -73,7 +77,11 @@ def fetch_story_metrics(request: flask.Request) -> flask.Response:
     if request.method != "POST":
         return refuse(request, Refused(405, f"method {request.method} not allowed: use POST"))
     try:
-        names = parse_body(read_body(request))
+        body = read_body(request)
+        mode = mode_of(body)
+        if mode is not None:  # another job than the hourly capture (see MODES)
+            return MODES[mode]()
+        names = parse_body(body)
         config = prepare(names)
         register_secrets(t.get_secret_value() for t in config.tokens.values())
         report = hourly.run(config.settings, config.accounts, config.tokens)
@@ -86,6 +94,39 @@ def fetch_story_metrics(request: flask.Request) -> flask.Response:
         return answer(500, {"error": "internal error; the function's logs have the details"})
     log_report(report)
     return answer(STATUS_OK if report.ok else STATUS_ACCOUNT_FAILED, report.to_json())
+
+
+def tokens_mode() -> flask.Response:
+    """`{"mode": "tokens"}`: check every token, renew those due (daily, from Cloud Scheduler)."""
+    try:
+        settings = load_settings()
+        accounts = list(load_accounts(settings.accounts_file).values())
+        report = tokens.check(settings, accounts, renew=True)
+    except ConfigError as exc:
+        raise Refused(exc.http_status, str(exc)) from None
+    log_tokens(report)
+    return answer(STATUS_OK if report.ok else STATUS_ACCOUNT_FAILED, report.to_json())
+
+
+# Bodies `{"mode": NAME}` run MODES[NAME] instead of the hourly capture; any other mode is a 400.
+MODES: dict[str, Callable[[], flask.Response]] = {"tokens": tokens_mode}
+
+
+def mode_of(body: bytes) -> str | None:
+    """The body's `mode` (None for the hourly capture: no body, or no "mode" key)."""
+    try:
+        data = json.loads(body) if body.strip() else None
+    except (UnicodeDecodeError, ValueError):
+        return None  # parse_body() says what is wrong with it
+    if not isinstance(data, dict) or "mode" not in data:
+        return None
+    mode = data["mode"]
+    if not isinstance(mode, str) or mode not in MODES:
+        raise Refused(400, f"unknown mode {short(mode)}: one of {', '.join(sorted(MODES))}")
+    if set(data) != {"mode"}:
+        others = ", ".join(map(short, sorted(set(data) - {"mode"})))
+        raise Refused(400, f'{{"mode": "{mode}"}} takes no other key ({others})')
+    return mode
 
 
 def read_body(request: flask.Request) -> bytes:
