@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -17,6 +18,7 @@ from ig_story_metrics.graph import insights
 from ig_story_metrics.graph.client import GraphClient, Session, appsecret_proof
 from ig_story_metrics.jobs import hourly
 from ig_story_metrics.model.metrics import PLAIN_METRICS
+from ig_story_metrics.redact import scrub
 from ig_story_metrics.report.models import RunReport
 from ig_story_metrics.settings import load_accounts, load_settings, lookup_token
 from ig_story_metrics.simulator import SimulatorServer
@@ -193,3 +195,37 @@ def test_proof_travels_in_query_or_body_and_never_with_the_token_in_a_url() -> N
     assert get.url.params["limit"] == "5"
     assert ("appsecret_proof", proof) in parse_qsl(post.content.decode())
     assert not any(FB_TOKEN in str(r.url) or APP_SECRET in str(r.url) for r in seen)
+
+
+def test_expired_token_fails_its_account_with_advice_naming_variable_and_secret(
+    tmp_path: Path,
+) -> None:
+    """An expired token (190/463) fails only its account, with advice naming the variable, the
+    secret and `tokens refresh`; the other accounts are captured."""
+    server, identity = hosts()
+    expired = "EAAExpiredUserToken0123456789abcdefXYZ"
+    identity.issue(expired, kind="USER", accounts=frozenset({"MD"}), expires_in=timedelta(days=-1))
+    accounts = ACCOUNTS + (
+        '\n[accounts.MD]\nig_user_id = "17841400000000003"\ntoken_env = "IG_TOKEN_MD"\n'
+        'token_secret = "ig-token-md"\n'
+    )
+    with server:
+        report = run_in_process(setup(tmp_path, server, accounts=accounts, IG_TOKEN_MD=expired))
+    by_name = {a.account: a for a in report.accounts}
+    assert by_name["NPI"].ok
+    assert by_name["LT"].ok
+    md = by_name["MD"]
+    assert not md.ok
+    assert md.error is not None
+    assert md.error.startswith("token for MD expired on ")
+    assert "ig-story-metrics tokens refresh MD" in md.error
+    assert "IG_TOKEN_MD (secret ig-token-md)" in md.error
+    assert expired not in md.error
+
+
+def test_app_secret_is_masked_once_the_settings_are_read() -> None:
+    """IG_APP_SECRET is registered for redaction when the settings are loaded: a message that
+    echoes it (or the app token) never shows it."""
+    secret = "anotherAppSecret0123456789abcdef"
+    load_settings({"IG_APP_ID": APP_ID, "IG_APP_SECRET": secret})
+    assert secret not in scrub(f"refused app token {APP_ID}|{secret} for this call")
