@@ -21,7 +21,13 @@ from ig_story_metrics.model.metrics import PLAIN_METRICS
 from ig_story_metrics.redact import scrub
 from ig_story_metrics.report.models import RunReport
 from ig_story_metrics.settings import load_accounts, load_settings, lookup_token
-from ig_story_metrics.simulator import SimulatorServer
+from ig_story_metrics.simulator import (
+    DEFAULT_IG_TOKEN,
+    DEFAULT_TOKEN,
+    INSTAGRAM_PREFIX,
+    SimulatorServer,
+    simulator_server,
+)
 
 from .conftest import frozen, run_cli
 from .tokens_support import (
@@ -229,3 +235,25 @@ def test_app_secret_is_masked_once_the_settings_are_read() -> None:
     secret = "anotherAppSecret0123456789abcdef"
     load_settings({"IG_APP_ID": APP_ID, "IG_APP_SECRET": secret})
     assert secret not in scrub(f"refused app token {APP_ID}|{secret} for this call")
+
+
+def test_simulate_serves_both_hosts_on_one_port() -> None:
+    """`simulator_server()` (behind `simulate` and `demo`): graph.instagram.com under /instagram
+    takes the Instagram demo token and cannot parse the Facebook one, and the reverse at the root."""
+    with simulator_server() as server:
+        ig = f"{server.url}{INSTAGRAM_PREFIX}/v25.0/me"
+
+        def status(url: str, token: str) -> int:
+            answer = httpx.get(url, headers={"Authorization": f"Bearer {token}"})
+            return answer.status_code
+
+        me = httpx.get(
+            ig,
+            params={"fields": "user_id,username"},
+            headers={"Authorization": f"Bearer {DEFAULT_IG_TOKEN}"},
+        )
+        assert me.status_code == 200
+        assert me.json()["user_id"].isdigit()
+        assert status(ig, DEFAULT_TOKEN) == 400
+        assert status(f"{server.url}/v25.0/me", DEFAULT_IG_TOKEN) == 400
+        assert status(f"{server.url}/v25.0/me", DEFAULT_TOKEN) == 200

@@ -38,7 +38,14 @@ from ig_story_metrics.settings import (
     prepare_run,
     resolve_tokens,
 )
-from ig_story_metrics.simulator import DEFAULT_TOKEN, SEED_ACCOUNTS, Faults, simulator_server
+from ig_story_metrics.simulator import (
+    DEFAULT_IG_TOKEN,
+    DEFAULT_TOKEN,
+    INSTAGRAM_PREFIX,
+    SEED_ACCOUNTS,
+    Faults,
+    simulator_server,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -194,6 +201,10 @@ def simulate(
     console.print(f"Graph API simulator on {server.url}  (token: {DEFAULT_TOKEN})", highlight=False)
     for name, uid in SEED_ACCOUNTS.items():
         console.print(f"  account {name}: ig_user_id {uid}", highlight=False)
+    console.print(
+        f"  Instagram Login host: {server.url}{INSTAGRAM_PREFIX}  (token: {DEFAULT_IG_TOKEN})",
+        highlight=False,
+    )
     if faults.any:
         console.print(f"  faults: {faults}", highlight=False)
     console.print("Ctrl-C stops it.")

@@ -41,6 +41,8 @@ from ig_story_metrics.simulator.server import SimulatorServer
 from ig_story_metrics.simulator.world import World
 
 INSTAGRAM_PREFIX = "/instagram"
+# Instagram Login's demo token on the simulator's graph.instagram.com (reads any seed account).
+DEFAULT_IG_TOKEN = "sim-ig-token"  # noqa: S105 - the simulator's well-known demo token
 SIM_APP_ID = "1000000000000042"
 SIM_USER_ID = "10200000000000001"
 LONG_LIVED = timedelta(days=60)
