@@ -238,7 +238,10 @@ def test_settings_can_be_overridden_from_the_environment(cloud: FakeCloud) -> No
     assert deploy["region"] == "europe-west1"
     assert "STORAGE_URL=gs://my-bucket," in deploy["set-env-vars"]
     assert deploy["set-secrets"] == "IG_ACCESS_TOKEN=tok:latest"
-    assert cloud.one_call("scheduler", "jobs", "create")["location"] == "europe-west1"
+    job = cloud.one_call(
+        "scheduler", "jobs", "create", "http", "ig-story-metrics-scheduler-staging"
+    )
+    assert job["location"] == "europe-west1"
 
 
 @pytest.mark.parametrize(
@@ -261,7 +264,7 @@ def test_scheduler_calls_the_function_url_with_an_oidc_token_of_the_invoker(
 ) -> None:
     """Scheduler POSTs {} as JSON to the function URL, signed by the invoker account for it."""
     cloud.deploy("production")
-    job = cloud.one_call("scheduler", "jobs", "create", "http")
+    job = cloud.one_call("scheduler", "jobs", "create", "http", "ig-story-metrics-scheduler-prod")
     invoker = f"ig-story-metrics-invoker@{PROJECT}.iam.gserviceaccount.com"
     assert job["uri"] == FUNCTION_URL
     assert job["http-method"] == "POST"
@@ -313,7 +316,8 @@ def test_rerun_updates_the_job_and_recreates_nothing(cloud: FakeCloud) -> None:
     updates = [
         call
         for call in second_run
-        if positionals(call)[:4] == ["scheduler", "jobs", "update", "http"]
+        if positionals(call)[:5]
+        == ["scheduler", "jobs", "update", "http", "ig-story-metrics-scheduler-prod"]
     ]
     assert len(updates) == 1
     update = flags(updates[0])
@@ -337,12 +341,12 @@ def test_dry_run_calls_no_gcloud_but_prints_every_command(cloud: FakeCloud) -> N
         "add-invoker-policy-binding",
         "ig-story-metrics-fetcher-staging",
     ] in commands
-    by_command = {" ".join(positionals(argv)[:3]): flags(argv) for argv in printed}
-    assert (
-        "no-allow-unauthenticated"
-        in by_command["functions deploy ig-story-metrics-fetcher-staging"]
+    by_command = {" ".join(positionals(argv)[:5]): flags(argv) for argv in printed}
+    assert "no-allow-unauthenticated" in next(
+        flags for key, flags in by_command.items() if key.startswith("functions deploy")
     )
-    assert by_command["scheduler jobs create"]["schedule"] == "0 */2 * * *"
+    hourly = by_command["scheduler jobs create http ig-story-metrics-scheduler-staging"]
+    assert hourly["schedule"] == "0 */2 * * *"
 
 
 def test_dry_run_prints_the_commands_a_first_real_run_executes(cloud: FakeCloud) -> None:
@@ -546,3 +550,57 @@ def test_wif_stops_with_instructions_when_the_token_secret_is_missing(cloud: Fak
     assert result.returncode != 0
     assert "gcloud secrets create ig-access-token --data-file=-" in result.stderr
     assert not [call for call in cloud.calls() if "add-iam-policy-binding" in call]
+
+
+def test_a_daily_job_checks_and_renews_the_tokens(cloud: FakeCloud) -> None:
+    """A second Scheduler job POSTs {"mode":"tokens"} once a day to the same function, with the
+    same invoker identity; a re-run updates it."""
+    cloud.deploy("production")
+    job = cloud.one_call("scheduler", "jobs", "create", "http", "ig-story-metrics-tokens-prod")
+    assert job["message-body"] == '{"mode":"tokens"}'
+    assert job["schedule"] == "30 6 * * *"
+    assert job["uri"] == FUNCTION_URL
+    assert job["oidc-service-account-email"] == (
+        f"ig-story-metrics-invoker@{PROJECT}.iam.gserviceaccount.com"
+    )
+    cloud.deploy("production")
+    assert cloud.calls_of("scheduler", "jobs", "update", "http", "ig-story-metrics-tokens-prod")
+
+
+def test_token_secrets_of_the_accounts_file_are_mapped_and_renewable(cloud: FakeCloud) -> None:
+    """Each account's token_secret becomes its token_env variable, and the runtime may read it and
+    add versions to it (the daily renewal); the app secret and id come in when named."""
+    (cloud.repo / "accounts.toml").write_text(
+        '[accounts.NPI]\nig_user_id = "1"\ntoken_secret = "ig-access-token"\n'
+        '[accounts.LT]\nig_user_id = "2"\nlogin = "instagram"\ntoken_env = "IG_TOKEN_LT"\n'
+        'token_secret = "ig-token-lt"\n'
+    )
+    cloud.deploy("production", APP_ID="1234", APP_SECRET_NAME="ig-app-secret")
+    deploy = cloud.one_call("functions", "deploy")
+    assert deploy["set-secrets"].split(",") == [
+        "IG_ACCESS_TOKEN=ig-access-token:latest",
+        "IG_TOKEN_LT=ig-token-lt:latest",
+        "IG_APP_SECRET=ig-app-secret:latest",
+    ]
+    env = dict(item.split("=", 1) for item in deploy["set-env-vars"].split(","))
+    assert (env["IG_APP_ID"], env["GOOGLE_CLOUD_PROJECT"]) == ("1234", PROJECT)
+    grants = {
+        (positionals(c)[2], flags(c)["role"])
+        for c in cloud.calls_of("secrets", "add-iam-policy-binding")
+    }
+    for secret in ("ig-access-token", "ig-token-lt"):
+        assert (secret, "roles/secretmanager.secretVersionAdder") in grants
+    assert ("ig-app-secret", "roles/secretmanager.secretAccessor") in grants
+
+
+def test_token_secret_that_contradicts_the_default_secret_is_refused(cloud: FakeCloud) -> None:
+    """An account on IG_ACCESS_TOKEN naming another secret than SECRET_NAME: a clear error."""
+    (cloud.repo / "accounts.toml").write_text(
+        '[accounts.NPI]\nig_user_id = "1"\ntoken_secret = "other"\n'
+    )
+    result = cloud.run("deploy.sh", "production")
+    assert result.returncode == 1
+    assert "uses IG_ACCESS_TOKEN (secret ig-access-token) but names token_secret other" in (
+        result.stderr
+    )
+    assert not cloud.calls_of("functions", "deploy")
