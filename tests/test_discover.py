@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ig_story_metrics.settings import load_accounts
+import httpx
+from pydantic import SecretStr
+
+from ig_story_metrics.jobs.accounts import discover
+from ig_story_metrics.settings import load_accounts, load_settings
 from ig_story_metrics.simulator import SEED_ACCOUNTS
 
 from .conftest import run_cli
@@ -108,3 +112,29 @@ def test_discovery_with_a_refused_or_missing_token_says_so_in_one_line(tmp_path:
     assert missing.returncode == 2
     assert "IG_NOPE is not set" in missing.stderr
     assert "Traceback" not in refused.stderr + missing.stderr
+
+
+def test_hostile_pages_are_skipped_or_kept_in_comments(tmp_path: Path) -> None:
+    """A Page whose Instagram id is not digits is skipped with a warning; a username or Page name
+    that tries to inject TOML stays inside a name or a comment: the output still loads."""
+    pages = [
+        {
+            "name": "Bad",
+            "instagram_business_account": {"id": "1784\n[accounts.X]", "username": "x"},
+        },
+        {
+            "name": 'Evil\n[accounts.EVIL]\nig_user_id = "9"',
+            "instagram_business_account": {"id": "17841400000000007", "username": 'a"]\nb'},
+        },
+        {"name": "No IG\n[x]"},
+    ]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"data": pages})
+
+    settings = load_settings({"IG_GRAPH_API_URL": "http://graph.test"})
+    text, warnings = discover(settings, SecretStr(FB_TOKEN), transport=httpx.MockTransport(answer))
+    path = tmp_path / "accounts.toml"
+    path.write_text(text, encoding="utf-8")
+    assert {n: a.ig_user_id for n, a in load_accounts(path).items()} == {"A_B": "17841400000000007"}
+    assert warnings == ["Page Bad: an Instagram account without a valid id"]
