@@ -23,66 +23,35 @@ graph.instagram.com under `/instagram` (so `IG_INSTAGRAM_API_URL=<url>/instagram
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import re
 import threading
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 from functools import partial
-from typing import Any
-from urllib.parse import urlencode
 
 from ig_story_metrics.simulator.api import GraphSimulator, Handler, Request, Response, graph_error
+from ig_story_metrics.simulator.identity_routes import Routes
 from ig_story_metrics.simulator.server import SimulatorServer
+from ig_story_metrics.simulator.tokens import (
+    DATA_ACCESS,
+    DEFAULT_IG_TOKEN,
+    FACEBOOK_ONLY_METRICS,
+    FACEBOOK_SCOPES,
+    INSTAGRAM_PREFIX,
+    INSTAGRAM_SCOPES,
+    LONG_LIVED,
+    SIM_APP_ID,
+    Caller,
+    SimToken,
+)
 from ig_story_metrics.simulator.world import World
 
-INSTAGRAM_PREFIX = "/instagram"
-# Instagram Login's demo token on the simulator's graph.instagram.com (reads any seed account).
-DEFAULT_IG_TOKEN = "sim-ig-token"  # noqa: S105 - the simulator's well-known demo token
-SIM_APP_ID = "1000000000000042"
-SIM_USER_ID = "10200000000000001"
-LONG_LIVED = timedelta(days=60)
-DATA_ACCESS = timedelta(days=90)
-IG_MIN_AGE = timedelta(hours=24)
-FACEBOOK_ONLY_METRICS = frozenset({"link_clicks", "total_views"})
-FACEBOOK_SCOPES = (
-    "instagram_basic",
-    "instagram_manage_insights",
-    "pages_read_engagement",
-    "pages_show_list",
-    "public_profile",
-)
-INSTAGRAM_SCOPES = ("instagram_business_basic", "instagram_business_manage_insights")
+__all__ = ["DEFAULT_IG_TOKEN", "INSTAGRAM_PREFIX", "Identity", "both_hosts"]
 _V = r"^/(?:v\d+\.\d+/)?"
-
-
-@dataclass(frozen=True, slots=True)
-class SimToken:
-    """One token as Meta knows it. `kind`: USER, PAGE, SYSTEM_USER (Facebook) or INSTAGRAM."""
-
-    kind: str
-    accounts: frozenset[str] | None  # world account names it may read; None: all
-    issued_at: datetime
-    expires_at: datetime | None  # None: never
-    data_access_expires_at: datetime | None
-    scopes: tuple[str, ...]
-    valid: bool = True
-
-    @property
-    def host(self) -> str:
-        return "instagram" if self.kind == "INSTAGRAM" else "facebook"
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """The token a request came with, and what Meta knows about it."""
-
-    token: str
-    info: SimToken
 
 
 class Identity:
@@ -142,7 +111,7 @@ class Identity:
             self.access[token] = accounts
         return token
 
-    def _renew(self, old: str, info: SimToken, prefix: str) -> str:
+    def renew(self, old: str, info: SimToken, prefix: str) -> str:
         now = self.world.clock()
         with self._lock:
             n = len(self.tokens)
@@ -153,7 +122,7 @@ class Identity:
             self.access[new] = info.accounts
         return new
 
-    def _expired(self, info: SimToken) -> bool:
+    def expired(self, info: SimToken) -> bool:
         return info.expires_at is not None and info.expires_at <= self.world.clock()
 
     def app_token(self) -> str | None:
@@ -171,18 +140,19 @@ class Identity:
         if app is not None:  # the app token may call the Graph API (a batch of debug_token), and
             self.access[app] = frozenset()  # read no account
         simulator.tokens = self.access
+        handlers = Routes(self)
         if host == "instagram":
             routes: list[tuple[str, str, Handler]] = [
-                ("GET", _V + r"me/?$", self._me_instagram),
-                ("GET", _V + r"refresh_access_token/?$", self._refresh),
+                ("GET", _V + r"me/?$", handlers.me_instagram),
+                ("GET", _V + r"refresh_access_token/?$", handlers.refresh),
             ]
         else:
             routes = [
-                ("GET", _V + r"me/accounts/?$", self._pages),
-                ("GET", _V + r"me/?$", self._me_facebook),
-                ("GET", _V + r"debug_token/?$", self._debug_token),
-                ("GET", _V + r"oauth/access_token/?$", self._exchange),
-                ("POST", _V + r"oauth/access_token/?$", self._exchange),
+                ("GET", _V + r"me/accounts/?$", handlers.pages),
+                ("GET", _V + r"me/?$", handlers.me_facebook),
+                ("GET", _V + r"debug_token/?$", handlers.debug_token),
+                ("GET", _V + r"oauth/access_token/?$", handlers.exchange),
+                ("POST", _V + r"oauth/access_token/?$", handlers.exchange),
             ]
         simulator.routes[:0] = [(m, re.compile(p), h) for m, p, h in routes]
         simulator.guards.append(partial(self.guard, host))
@@ -211,8 +181,8 @@ class Identity:
                     190,
                     subcode=460,
                 )
-            if self._expired(info):
-                return graph_error(400, self._expired_message(info), 190, subcode=463)
+            if self.expired(info):
+                return graph_error(400, self.expired_message(info), 190, subcode=463)
         if host == "instagram" and request.path.rstrip("/").endswith("/insights"):
             asked = set(request.query.get("metric", "").split(","))
             for name in sorted(asked & FACEBOOK_ONLY_METRICS):
@@ -248,7 +218,7 @@ class Identity:
             )
         return None
 
-    def _expired_message(self, info: SimToken) -> str:
+    def expired_message(self, info: SimToken) -> str:
         assert info.expires_at is not None  # noqa: S101 - only called for expired tokens
         return (
             f"Error validating access token: Session has expired on "
@@ -256,13 +226,13 @@ class Identity:
             f"{self.world.clock():%A, %d-%b-%y %H:%M:%S} UTC."
         )
 
-    # -- routes ---------------------------------------------------------------------------------
+    # -- for the routes ---------------------------------------------------------------------------------
 
-    def _count(self, route: str) -> None:
+    def count(self, route: str) -> None:
         with self._lock:
             self.calls[route] += 1
 
-    def _caller(self, request: Request) -> Caller | Response:
+    def caller(self, request: Request) -> Caller | Response:
         token = request.token()
         if not token:
             return graph_error(
@@ -273,180 +243,8 @@ class Identity:
             return graph_error(400, "Invalid OAuth access token - Cannot parse access token", 190)
         return Caller(token, info)
 
-    def _username(self, account: str) -> str:
+    def username(self, account: str) -> str:
         return self.usernames.get(account, account.lower())
-
-    def _pages(self, request: Request, _: re.Match[str]) -> Response:
-        self._count("me/accounts")
-        caller = self._caller(request)
-        if not isinstance(caller, Caller):
-            return caller
-        token, info = caller.token, caller.info
-        if info.kind == "PAGE":
-            return graph_error(
-                400, "(#100) Tried accessing nonexisting field (accounts) on node type (Page)", 100
-            )
-        pages = self._page_list(
-            info.accounts, "instagram_business_account" in request.query.get("fields", "")
-        )
-        try:
-            offset = int(base64.urlsafe_b64decode(request.query.get("after", "") + "==") or b"0")
-            limit = max(1, min(int(request.query.get("limit", "25")), self.page_size))
-        except ValueError:
-            return graph_error(400, "(#100) Invalid cursor or limit", 100)
-        body: dict[str, Any] = {"data": pages[offset : offset + limit]}
-        after = _cursor(offset + limit)
-        body["paging"] = {"cursors": {"before": _cursor(offset), "after": after}}
-        if offset + limit < len(pages):
-            query = {**request.query, "after": after, "access_token": token}
-            body["paging"]["next"] = (
-                f"https://graph.facebook.com{request.path}?{urlencode(query, safe=',{}')}"
-            )
-        return 200, {}, body
-
-    def _page_list(self, accounts: frozenset[str] | None, with_ig: bool) -> list[dict[str, Any]]:
-        pages: list[dict[str, Any]] = []
-        for index, (name, ig_user_id) in enumerate(self.world.accounts.items(), start=1):
-            if accounts is not None and name not in accounts:
-                continue
-            page: dict[str, Any] = {"name": f"{name} Page", "id": f"10{index:015d}"}
-            if with_ig:
-                page["instagram_business_account"] = {
-                    "id": ig_user_id,
-                    "username": self._username(name),
-                }
-            pages.append(page)
-        for index, name in enumerate(self.pages_without_instagram, start=900):
-            pages.append({"name": name, "id": f"10{index:015d}"})
-        return pages
-
-    def _me_facebook(self, request: Request, _: re.Match[str]) -> Response:
-        self._count("me")
-        caller = self._caller(request)
-        if not isinstance(caller, Caller):
-            return caller
-        return 200, {}, {"id": SIM_USER_ID, "name": "Sim User"}
-
-    def _me_instagram(self, request: Request, _: re.Match[str]) -> Response:
-        self._count("me")
-        caller = self._caller(request)
-        if not isinstance(caller, Caller):
-            return caller
-        info = caller.info
-        names = sorted(info.accounts or self.world.accounts)
-        account = names[0]
-        ig_user_id = self.world.accounts[account]
-        full = {
-            "id": "9" + ig_user_id[1:],
-            "user_id": ig_user_id,
-            "username": self._username(account),
-        }
-        fields = {f for f in request.query.get("fields", "id").split(",") if f} | {"id"}
-        return 200, {}, {k: v for k, v in full.items() if k in fields}
-
-    def _debug_token(self, request: Request, _: re.Match[str]) -> Response:
-        self._count("debug_token")
-        app_token = self.app_token()
-        if app_token is None or not hmac.compare_digest(request.token() or "", app_token):
-            return graph_error(400, "Invalid OAuth access token signature.", 190)
-        info = self.tokens.get(request.query.get("input_token", ""))
-        if info is None or info.host != "facebook":
-            error = {
-                "code": 190,
-                "message": "Invalid OAuth access token - Cannot parse access token",
-            }
-            return 200, {}, {"data": {"error": error, "is_valid": False, "scopes": []}}
-        return 200, {}, {"data": self._token_data(info)}
-
-    def _token_data(self, info: SimToken) -> dict[str, Any]:
-        def stamp(at: datetime | None) -> int:
-            return 0 if at is None else int(at.timestamp())
-
-        ig_ids = [
-            uid
-            for n, uid in self.world.accounts.items()
-            if info.accounts in (None,) or n in (info.accounts or ())
-        ]
-        data: dict[str, Any] = {
-            "app_id": self.app_id,
-            "type": info.kind,
-            "application": "Sim App",
-            "data_access_expires_at": stamp(info.data_access_expires_at),
-            "expires_at": stamp(info.expires_at),
-            "is_valid": info.valid and not self._expired(info),
-            "issued_at": stamp(info.issued_at),
-            "scopes": list(info.scopes),
-            "granular_scopes": [{"scope": s, "target_ids": ig_ids} for s in info.scopes[:2]],
-            "user_id": SIM_USER_ID,
-        }
-        if self._expired(info):
-            data["error"] = {"code": 190, "subcode": 463, "message": self._expired_message(info)}
-        return data
-
-    def _exchange(self, request: Request, _: re.Match[str]) -> Response:
-        """`oauth/access_token?grant_type=fb_exchange_token&client_id&client_secret&fb_exchange_token`
-        (query or form): a new 60-day token of the same kind."""
-        self._count("oauth/access_token")
-        params = {**request.query, **request.form}
-        if params.get("grant_type") != "fb_exchange_token":
-            return graph_error(400, "(#100) Unsupported grant_type", 100)
-        if params.get("client_id") != self.app_id:
-            return graph_error(400, "Error validating application. Invalid application ID.", 101)
-        secret = params.get("client_secret", "")
-        if not self.app_secret or not hmac.compare_digest(secret, self.app_secret):
-            return graph_error(400, "Error validating client secret.", 1)
-        old = params.get("fb_exchange_token", "")
-        info = self.tokens.get(old)
-        if info is None or info.host != "facebook":
-            return graph_error(400, "Invalid OAuth access token - Cannot parse access token", 190)
-        if self._expired(info) or not info.valid:
-            return graph_error(
-                400,
-                self._expired_message(info)
-                if self._expired(info)
-                else "Error validating access token",
-                190,
-                subcode=463,
-            )
-        new = self._renew(old, info, "EAA")
-        return (
-            200,
-            {},
-            {
-                "access_token": new,
-                "token_type": "bearer",
-                "expires_in": int(LONG_LIVED.total_seconds()),
-            },
-        )
-
-    def _refresh(self, request: Request, _: re.Match[str]) -> Response:
-        """`refresh_access_token?grant_type=ig_refresh_token`: a new 60-day Instagram token, for a
-        long-lived token at least 24 hours old (the guard already refused expired ones)."""
-        self._count("refresh_access_token")
-        if request.query.get("grant_type") != "ig_refresh_token":
-            return graph_error(400, "(#100) Unsupported grant_type", 100)
-        caller = self._caller(request)
-        if not isinstance(caller, Caller):
-            return caller
-        old, info = caller.token, caller.info
-        if self.world.clock() - info.issued_at < IG_MIN_AGE:
-            return graph_error(
-                400, "(#100) The access token must be at least 24 hours old to be refreshed", 100
-            )
-        new = self._renew(old, info, "IGAA")
-        return (
-            200,
-            {},
-            {
-                "access_token": new,
-                "token_type": "bearer",
-                "expires_in": int(LONG_LIVED.total_seconds()),
-            },
-        )
-
-
-def _cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(str(offset).encode()).decode().rstrip("=")
 
 
 def both_hosts(
