@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Deploy ig-story-metrics as a Cloud Function (2nd gen) with its two Cloud Scheduler jobs: the
-# hourly run (body {}) and the expiry sweep every 10 minutes (body {"mode": "sweep"}).
+# Deploy ig-story-metrics as a Cloud Function (2nd gen) with its Cloud Scheduler jobs: the hourly
+# run (body {}), the expiry sweep every 10 minutes (body {"mode": "sweep"}) and the daily token
+# check (body {"mode":"tokens"}).
 #
 #   deployment/deploy.sh staging|production [--dry-run]
 #
@@ -65,6 +66,12 @@ load_settings() {
   TIMEOUT=${TIMEOUT:-540s}
   ACCOUNTS_FILE=${ACCOUNTS_FILE:-accounts.toml}
   EXTRA_SECRETS=${EXTRA_SECRETS:-}
+  # The daily token check ({"mode": "tokens"}): debug_token counts against the app's rate limit,
+  # so once a day; it renews the tokens that are due and logs `token_expiring` for the alert.
+  TOKENS_JOB=${TOKENS_JOB:-ig-story-metrics-tokens-$suffix}
+  TOKENS_SCHEDULE=${TOKENS_SCHEDULE:-30 6 * * *}
+  APP_ID=${APP_ID:-}                   # the Meta app's id (IG_APP_ID)
+  APP_SECRET_NAME=${APP_SECRET_NAME:-} # the secret holding the app secret (IG_APP_SECRET)
   RUNTIME_SA=$(sa_email "$RUNTIME_SA_NAME")
   INVOKER_SA=$(sa_email "$INVOKER_SA_NAME")
 }
@@ -155,9 +162,64 @@ ensure_identities() {
   ensure_service_account "$INVOKER_SA_NAME" "ig-story-metrics scheduler invoker"
 }
 
+# Print "VARIABLE SECRET" for each account of the accounts file that names a token_secret.
+account_secrets() {
+  python3 - "$1" <<'PY'
+import sys
+import tomllib
+
+with open(sys.argv[1], "rb") as f:
+    accounts = tomllib.load(f).get("accounts", {})
+for entry in accounts.values():
+    if isinstance(entry, dict) and isinstance(entry.get("token_secret"), str):
+        print(entry.get("token_env") or "IG_ACCESS_TOKEN", entry["token_secret"])
+PY
+}
+
+# Token secrets named by the accounts file: each becomes its variable in the function (from its
+# latest version), and the runtime may read it and add versions (the daily renewal).
+token_secrets() {
+  local accounts="$ACCOUNTS_FILE" variable secret
+  [[ "$accounts" == /* ]] || accounts="$REPO_ROOT/$accounts"
+  local listing
+  listing=$(account_secrets "$accounts") || die "cannot read token_secret entries of $accounts"
+  TOKEN_SECRETS=()
+  TOKEN_SECRET_VARS=""
+  while read -r variable secret; do
+    [[ -n "$variable" ]] || continue
+    if [[ "$variable" == IG_ACCESS_TOKEN ]]; then
+      [[ "$secret" == "$SECRET_NAME" ]] ||
+        die "an account of $ACCOUNTS_FILE uses IG_ACCESS_TOKEN (secret $SECRET_NAME) but names token_secret $secret"
+    elif [[ ",$TOKEN_SECRET_VARS," != *",$variable=$secret:latest,"* ]]; then
+      TOKEN_SECRET_VARS+=",$variable=$secret:latest"
+    fi
+    [[ " ${TOKEN_SECRETS[*]} " == *" $secret "* ]] || TOKEN_SECRETS+=("$secret")
+  done <<<"$listing"
+}
+
+grant_token_secrets() {
+  local secret member="serviceAccount:$RUNTIME_SA"
+  for secret in "${TOKEN_SECRETS[@]}"; do
+    run gcloud secrets add-iam-policy-binding "$secret" --project="$PROJECT" \
+      --member="$member" --role=roles/secretmanager.secretAccessor --quiet
+    run gcloud secrets add-iam-policy-binding "$secret" --project="$PROJECT" \
+      --member="$member" --role=roles/secretmanager.secretVersionAdder --quiet
+  done
+  if [[ -n "$APP_SECRET_NAME" ]]; then
+    run gcloud secrets add-iam-policy-binding "$APP_SECRET_NAME" --project="$PROJECT" \
+      --member="$member" --role=roles/secretmanager.secretAccessor --quiet
+  fi
+}
+
 deploy_function() {
-  local secrets="IG_ACCESS_TOKEN=$SECRET_NAME:latest"
+  local secrets="IG_ACCESS_TOKEN=$SECRET_NAME:latest" env_vars
+  secrets+="$TOKEN_SECRET_VARS"
+  [[ -z "$APP_SECRET_NAME" ]] || secrets+=",IG_APP_SECRET=$APP_SECRET_NAME:latest"
   [[ -z "$EXTRA_SECRETS" ]] || secrets+=",$EXTRA_SECRETS"
+  env_vars="STORAGE_URL=$STORAGE_URL,IG_ACCOUNTS_FILE=$(basename "$ACCOUNTS_FILE"),LOG_FORMAT=json"
+  [[ -z "$APP_ID" ]] || env_vars+=",IG_APP_ID=$APP_ID"
+  # Secret ids in the accounts file are resolved in this project when tokens are renewed.
+  [[ ${#TOKEN_SECRETS[@]} == 0 ]] || env_vars+=",GOOGLE_CLOUD_PROJECT=$PROJECT"
   run gcloud functions deploy "$FUNCTION_NAME" --project="$PROJECT" --quiet \
     --gen2 \
     --region="$REGION" \
@@ -172,7 +234,7 @@ deploy_function() {
     --max-instances=10 \
     --timeout="$TIMEOUT" \
     --set-secrets="$secrets" \
-    --set-env-vars="STORAGE_URL=$STORAGE_URL,IG_ACCOUNTS_FILE=$(basename "$ACCOUNTS_FILE"),LOG_FORMAT=json"
+    --set-env-vars="$env_vars"
   capture FUNCTION_URL "https://DRY-RUN-FUNCTION-URL" \
     gcloud functions describe "$FUNCTION_NAME" --project="$PROJECT" --region="$REGION" --gen2 \
     --format="value(serviceConfig.uri)"
@@ -212,6 +274,7 @@ schedule_function() {
   # give up on a run that is still within its budget (the default deadline is 3 minutes).
   schedule_job "$SCHEDULER_JOB" "$SCHEDULE" "{}" "$TIMEOUT"
   schedule_job "$SWEEP_JOB" "$SWEEP_SCHEDULE" '{"mode": "sweep"}' "$SWEEP_DEADLINE"
+  schedule_job "$TOKENS_JOB" "$TOKENS_SCHEDULE" '{"mode":"tokens"}' "$TIMEOUT"
 }
 
 main() {
@@ -221,11 +284,14 @@ main() {
     printf 'dry run: nothing is executed; existing resources are assumed absent\n'
   fi
   build_source
+  token_secrets
   ensure_identities
+  grant_token_secrets
   deploy_function
   schedule_function
-  printf 'deployed %s (%s) to %s, scheduled "%s" and sweeps "%s" %s\n' \
-    "$FUNCTION_NAME" "$ENVIRONMENT" "$PROJECT" "$SCHEDULE" "$SWEEP_SCHEDULE" "$TIME_ZONE"
+  printf 'deployed %s (%s) to %s, scheduled "%s" and sweeps "%s" %s, token check "%s"\n' \
+    "$FUNCTION_NAME" "$ENVIRONMENT" "$PROJECT" "$SCHEDULE" "$SWEEP_SCHEDULE" "$TIME_ZONE" \
+    "$TOKENS_SCHEDULE"
 }
 
 main "$@"

@@ -374,11 +374,13 @@ def test_rerun_updates_the_job_and_recreates_nothing(cloud: FakeCloud) -> None:
     assert [positionals(call)[4] for call in updates] == [
         "ig-story-metrics-scheduler-prod",
         "ig-story-metrics-sweep-prod",
+        "ig-story-metrics-tokens-prod",
     ]
-    hourly, sweep = (flags(call) for call in updates)
+    hourly, sweep, tokens = (flags(call) for call in updates)
     assert (hourly["schedule"], sweep["schedule"]) == ("0 * * * *", "5-59/10 * * * *")
     assert (hourly["message-body"], sweep["message-body"]) == ("{}", '{"mode": "sweep"}')
-    for update in (hourly, sweep):
+    assert tokens["message-body"] == '{"mode":"tokens"}'
+    for update in (hourly, sweep, tokens):
         assert update["update-headers"] == "Content-Type=application/json"
         assert update["oidc-token-audience"] == FUNCTION_URL
     assert ["functions", "deploy", "ig-story-metrics-fetcher-prod"] in verbs
@@ -688,3 +690,57 @@ def test_a_bucket_with_a_prefix_is_deployed_as_given(cloud: FakeCloud) -> None:
         "gs://my-lake_1"
     )
     assert grant["role"] == "roles/storage.objectUser"
+
+
+def test_a_daily_job_checks_and_renews_the_tokens(cloud: FakeCloud) -> None:
+    """A second Scheduler job POSTs {"mode":"tokens"} once a day to the same function, with the
+    same invoker identity; a re-run updates it."""
+    cloud.deploy("production")
+    job = cloud.one_call("scheduler", "jobs", "create", "http", "ig-story-metrics-tokens-prod")
+    assert job["message-body"] == '{"mode":"tokens"}'
+    assert job["schedule"] == "30 6 * * *"
+    assert job["uri"] == FUNCTION_URL
+    assert job["oidc-service-account-email"] == (
+        f"ig-story-metrics-invoker@{PROJECT}.iam.gserviceaccount.com"
+    )
+    cloud.deploy("production")
+    assert cloud.calls_of("scheduler", "jobs", "update", "http", "ig-story-metrics-tokens-prod")
+
+
+def test_token_secrets_of_the_accounts_file_are_mapped_and_renewable(cloud: FakeCloud) -> None:
+    """Each account's token_secret becomes its token_env variable, and the runtime may read it and
+    add versions to it (the daily renewal); the app secret and id come in when named."""
+    (cloud.repo / "accounts.toml").write_text(
+        '[accounts.NPI]\nig_user_id = "1"\ntoken_secret = "ig-access-token"\n'
+        '[accounts.LT]\nig_user_id = "2"\nlogin = "instagram"\ntoken_env = "IG_TOKEN_LT"\n'
+        'token_secret = "ig-token-lt"\n'
+    )
+    cloud.deploy("production", APP_ID="1234", APP_SECRET_NAME="ig-app-secret")
+    deploy = cloud.one_call("functions", "deploy")
+    assert deploy["set-secrets"].split(",") == [
+        "IG_ACCESS_TOKEN=ig-access-token:latest",
+        "IG_TOKEN_LT=ig-token-lt:latest",
+        "IG_APP_SECRET=ig-app-secret:latest",
+    ]
+    env = dict(item.split("=", 1) for item in deploy["set-env-vars"].split(","))
+    assert (env["IG_APP_ID"], env["GOOGLE_CLOUD_PROJECT"]) == ("1234", PROJECT)
+    grants = {
+        (positionals(c)[2], flags(c)["role"])
+        for c in cloud.calls_of("secrets", "add-iam-policy-binding")
+    }
+    for secret in ("ig-access-token", "ig-token-lt"):
+        assert (secret, "roles/secretmanager.secretVersionAdder") in grants
+    assert ("ig-app-secret", "roles/secretmanager.secretAccessor") in grants
+
+
+def test_token_secret_that_contradicts_the_default_secret_is_refused(cloud: FakeCloud) -> None:
+    """An account on IG_ACCESS_TOKEN naming another secret than SECRET_NAME: a clear error."""
+    (cloud.repo / "accounts.toml").write_text(
+        '[accounts.NPI]\nig_user_id = "1"\ntoken_secret = "other"\n'
+    )
+    result = cloud.run("deploy.sh", "production")
+    assert result.returncode == 1
+    assert "uses IG_ACCESS_TOKEN (secret ig-access-token) but names token_secret other" in (
+        result.stderr
+    )
+    assert not cloud.calls_of("functions", "deploy")

@@ -6,7 +6,9 @@ as the answer, `logs.log_report()` for Cloud Logging.
 Request: `POST` with the body `{"accounts": ["NPI", "LT"]}` for some accounts, or an empty body or
 `{}` for every account in the accounts file (Cloud Scheduler sends `{}`). `"mode": "sweep"` (with
 or without `accounts`) runs the sweep instead of the hourly run (the second scheduler job sends
-`{"mode": "sweep"}`); any other mode is a 400.
+`{"mode": "sweep"}`). `{"mode": "tokens"}` checks every token instead and renews those due (a
+daily Scheduler job); its answer is the token report (200 all ok, 502 a token fails the check: its
+log entries say why). Any other mode is a 400.
 
 After the first hourly run of a UTC day (hour 0) the function audits the day that just ended and
 logs one `audit` entry (`jobs/audit.daily_audit`): the figures of `ig-story-metrics audit`, once a
@@ -54,18 +56,19 @@ import functions_framework
 
 from ig_story_metrics import logs
 from ig_story_metrics.errors import ConfigError, StorageError
-from ig_story_metrics.jobs import hourly, sweep
+from ig_story_metrics.jobs import hourly, sweep, tokens
 from ig_story_metrics.jobs.audit import daily_audit
 from ig_story_metrics.model.accounts import account_name_problem
 from ig_story_metrics.redact import register_secrets, scrub
 from ig_story_metrics.report.events import log_report
 from ig_story_metrics.report.models import RunReport
-from ig_story_metrics.settings import RunConfig, Settings, prepare_run
+from ig_story_metrics.report.tokens import log_tokens
+from ig_story_metrics.settings import RunConfig, Settings, load_accounts, load_settings, prepare_run
 
 MAX_BODY = 64 * 1024
 STATUS_OK = 200
 STATUS_ACCOUNT_FAILED = 502
-MODES = ("sweep",)  # no mode: the hourly run
+MODES = ("sweep", "tokens")  # no mode: the hourly run
 
 logs.configure("json")  # functions always log JSON lines, whatever LOG_FORMAT says
 log = logging.getLogger("ig_story_metrics.function")
@@ -88,7 +91,10 @@ def fetch_story_metrics(request: flask.Request) -> flask.Response:
     try:
         body = read_body(request)
         names = parse_body(body)
-        job = sweep.run if parse_mode(body) == "sweep" else hourly.run
+        mode = parse_mode(body)
+        if mode == "tokens":  # not a capture: the daily token check
+            return tokens_mode()
+        job = sweep.run if mode == "sweep" else hourly.run
         config = prepare(names)
         register_secrets(t.get_secret_value() for t in config.tokens.values())
         report = job(config.settings, config.accounts, config.tokens)
@@ -111,6 +117,18 @@ def audit_after(settings: Settings, report: RunReport) -> None:
             daily_audit(lake, report)
     except Exception:
         log.exception("the daily audit failed", extra={"event": "audit_failed"})
+
+
+def tokens_mode() -> flask.Response:
+    """`{"mode": "tokens"}`: check every token, renew those due (daily, from Cloud Scheduler)."""
+    try:
+        settings = load_settings()
+        accounts = list(load_accounts(settings.accounts_file).values())
+        report = tokens.check(settings, accounts, renew=True)
+    except ConfigError as exc:
+        raise Refused(exc.http_status, str(exc)) from None
+    log_tokens(report)
+    return answer(STATUS_OK if report.ok else STATUS_ACCOUNT_FAILED, report.to_json())
 
 
 def read_body(request: flask.Request) -> bytes:
@@ -165,14 +183,21 @@ def parse_body(body: bytes) -> list[str]:
 
 
 def parse_mode(body: bytes) -> str:
-    """The job a body asks for: "sweep", or "hourly" when it names no mode (400 for another).
+    """The job a body asks for: "sweep", "tokens", or "hourly" when it names no mode (400 for
+    another).
     Call it after `parse_body`, which refuses a body that is not a JSON object."""
     data = json.loads(body) if body.strip() else {}
     if "mode" not in data:
         return "hourly"
     mode = data["mode"]
     if mode not in MODES:
-        raise Refused(400, f'unknown mode {short(mode)}: use {{"mode": "sweep"}}, or no mode')
+        raise Refused(
+            400,
+            f'unknown mode {short(mode)}: use {{"mode": "sweep"}}, {{"mode": "tokens"}}, or none',
+        )
+    if mode == "tokens" and set(data) != {"mode"}:
+        others = ", ".join(map(short, sorted(set(data) - {"mode"})))
+        raise Refused(400, f'{{"mode": "tokens"}} takes no other key ({others})')
     return str(mode)
 
 

@@ -7,17 +7,24 @@
 - `batch()` sends up to 50 GET operations in one POST; `stories.py` and `insights.py` build on it.
   When Meta refuses a batch POST as a whole with an error that is not transient, throttling or
   auth (a deprecated request feature), the client sends plain GETs instead for the rest of the run.
+- With an app secret, every call carries `appsecret_proof` (hex HMAC-SHA256 of the token keyed with
+  the secret): in the query of a GET, in the body of a POST. Redaction masks it like a token.
+- A client serves one host: `login` says which ("facebook": graph.facebook.com, "instagram":
+  graph.instagram.com), so that only the metrics that host knows are asked for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import hmac
 import json
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 import httpx
 from pydantic import SecretStr
@@ -35,6 +42,7 @@ from ig_story_metrics.graph.errors import (
 )
 from ig_story_metrics.graph.retry import RetryPolicy
 from ig_story_metrics.graph.usage import Usage, parse_usage
+from ig_story_metrics.model.accounts import Login
 from ig_story_metrics.model.counters import Counters
 from ig_story_metrics.model.metrics import metric_requests
 from ig_story_metrics.redact import scrub
@@ -84,8 +92,12 @@ class GraphClient:
         deadline: Deadline | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         extra_metrics: Sequence[str] = (),
+        app_secret: SecretStr | None = None,
+        login: Login = "facebook",
     ) -> None:
         self.version = version
+        self.login: Login = login
+        self._app_secret = app_secret
         self.policy = policy or RetryPolicy()
         self.deadline = deadline or Deadline(3600)
         # The insights calls of one story: the plain metrics (with the opt-in ones), breakdowns.
@@ -206,10 +218,27 @@ class GraphClient:
             self.pause_for(session, error, decision.after)
             await self.wait(session, decision.after, error)
 
+    def proof(self, token: SecretStr) -> dict[str, str]:
+        """`{"appsecret_proof": ...}` for this token when the client has an app secret, else {}."""
+        if self._app_secret is None:
+            return {}
+        return {"appsecret_proof": appsecret_proof(token, self._app_secret)}
+
     def get(self, session: Session, path: str) -> httpx.Request:
         """A GET of `path` (relative to the base URL) with the token in the header."""
         auth = {"Authorization": f"Bearer {session.token.get_secret_value()}"}
+        proof = self.proof(session.token)
+        if proof:
+            path += ("&" if "?" in path else "?") + urlencode(proof)
         return self._http.build_request("GET", path, headers=auth)
+
+    def post(self, session: Session, path: str, form: dict[str, str]) -> httpx.Request:
+        """A POST of `form` to `path`, with the token (if any) and its proof in the body."""
+        data = dict(form)
+        if session.token.get_secret_value():
+            data["access_token"] = session.token.get_secret_value()
+            data.update(self.proof(session.token))
+        return self._http.build_request("POST", path, data=data)
 
     async def batch(self, session: Session, relative_urls: Sequence[str]) -> list[Exchange]:
         """One Graph batch POST of GET operations (retried as a whole); answers in request order.
@@ -248,6 +277,7 @@ class GraphClient:
             "access_token": session.token.get_secret_value(),
             "batch": json.dumps(ops, separators=(",", ":")),
             "include_headers": "true",
+            **self.proof(session.token),
         }
 
         def check(body: object) -> None:
@@ -278,6 +308,12 @@ def tls_context() -> ssl.SSLContext:
     """The TLS settings of every client, built once per process: loading the CA bundle takes tens
     of milliseconds, paid by each run otherwise (a warm function instance runs many)."""
     return httpx.create_ssl_context()
+
+
+def appsecret_proof(token: SecretStr, app_secret: SecretStr) -> str:
+    """Hex HMAC-SHA256 of the token keyed with the app secret (Meta's `appsecret_proof`)."""
+    key = app_secret.get_secret_value().encode()
+    return hmac.new(key, token.get_secret_value().encode(), hashlib.sha256).hexdigest()
 
 
 def _operation(slot: object) -> Exchange:

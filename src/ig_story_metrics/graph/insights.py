@@ -32,6 +32,7 @@ from ig_story_metrics.graph.errors import (
 )
 from ig_story_metrics.graph.retry import BudgetExhausted
 from ig_story_metrics.graph.usage import parse_usage
+from ig_story_metrics.model.metrics import for_login
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,7 @@ async def fetch_insights(
     pending = [
         _Pending(InsightsCall(story_id, metrics, breakdown))
         for story_id in story_ids
-        for metrics, breakdown in client.metric_requests
+        for metrics, breakdown in for_login(client.metric_requests, client.login)
     ]
     attempts: dict[InsightsCall, int] = {}
     while pending:

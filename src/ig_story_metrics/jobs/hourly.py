@@ -14,7 +14,7 @@ from datetime import UTC
 from pydantic import SecretStr
 
 from ig_story_metrics.clock import Clock, Deadline, utc_now
-from ig_story_metrics.graph.client import GraphClient, Transport
+from ig_story_metrics.graph.client import Transport
 from ig_story_metrics.graph.retry import RetryPolicy
 from ig_story_metrics.jobs.capture import (
     RunContext,
@@ -25,6 +25,7 @@ from ig_story_metrics.jobs.capture import (
     fail,
     new_run_id,
 )
+from ig_story_metrics.jobs.hosts import clients_for
 from ig_story_metrics.model.accounts import Account, missing_token
 from ig_story_metrics.model.snapshot import Capture
 from ig_story_metrics.redact import register_secrets
@@ -34,15 +35,6 @@ from ig_story_metrics.storage import Lake, open_lake
 
 # The Graph calls get 90 % of the budget: the rest is kept for writing what was captured.
 GRAPH_SHARE = 0.9
-
-
-def policy_for(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(
-        max_attempts=settings.max_attempts,
-        base_seconds=settings.backoff_base_seconds,
-        max_seconds=settings.backoff_max_seconds,
-        pause_percent=settings.usage_pause_percent,
-    )
 
 
 def lake_for(settings: Settings) -> Lake:
@@ -86,6 +78,7 @@ async def capture_async(
         if token is None:  # nothing to call Meta with: this account fails, the others run
             return _without_token(account)
         async with gate:
+            client = clients[account.login]  # its login's host
             job = capture_account(
                 client, opened, account, token, ctx, clock, select, planned.get(account.name)
             )
@@ -94,15 +87,13 @@ async def capture_async(
     register_secrets(t.get_secret_value() for t in tokens.values())
 
     try:
-        async with GraphClient(
-            settings.graph_api_url,
-            settings.graph_api_version,
+        async with clients_for(
+            settings,
+            (a.login for a in accounts),
             transport=transport,
-            timeout=settings.request_timeout_seconds,
-            policy=policy or policy_for(settings),
+            policy=policy,
             deadline=budget.share(GRAPH_SHARE),
-            extra_metrics=settings.extra_metrics,
-        ) as client:
+        ) as clients:
             reports = await asyncio.gather(*(one(a) for a in accounts))
     finally:
         if lake is None:  # opened here, so closed here (the GCS client holds connections)

@@ -9,6 +9,9 @@ from typing import Literal
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 IG_USER_ID = re.compile(r"[0-9]{1,32}")
 Login = Literal["facebook", "instagram"]
+LOGINS: tuple[Login, ...] = ("facebook", "instagram")
+# A Secret Manager secret: its id, or its full resource name `projects/P/secrets/S`.
+SECRET_NAME = re.compile(r"(projects/[A-Za-z0-9_.:-]{1,100}/secrets/)?[A-Za-z0-9_-]{1,255}")
 
 
 def account_name_problem(name: object) -> str | None:
@@ -36,6 +39,8 @@ class Account:
     ig_user_id: str
     token_env: str | None = None
     login: Login = "facebook"
+    # The Secret Manager secret that holds this account's token (`tokens refresh` adds versions).
+    token_secret: str | None = None
 
     def __post_init__(self) -> None:
         problem = account_name_problem(self.name)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Final
 
 # Plain metrics, asked in one call. `reposts` exists since Dec 2025 on every version; `link_clicks`
 # (taps on links in the story, such as link stickers) since Jun 2026, with Facebook Login only.
@@ -60,3 +61,26 @@ def columns_of(metric: str) -> tuple[str, ...]:
     if metric in BREAKDOWNS:
         return (metric, *BREAKDOWNS[metric][1].values())
     return (metric,)
+
+
+# Metrics that exist only with Facebook Login (graph.facebook.com): never asked for an account that
+# uses Instagram Login, so their columns stay null without blaming Meta (graph-api.md §11).
+FACEBOOK_LOGIN_ONLY: Final = frozenset({"link_clicks", "total_views", "facebook_views"})
+
+
+def available(metric: str, login: str) -> bool:
+    """Whether `metric` can be asked for an account of this login ("facebook" or "instagram")."""
+    return login == "facebook" or metric not in FACEBOOK_LOGIN_ONLY
+
+
+def for_login(
+    requests: Iterable[tuple[tuple[str, ...], str | None]], login: str
+) -> list[tuple[tuple[str, ...], str | None]]:
+    """The insights calls of `requests` that this login can make, without its missing metrics
+    (a call left without metrics is dropped)."""
+    kept = []
+    for metrics, breakdown in requests:
+        allowed = tuple(m for m in metrics if available(m, login))
+        if allowed:
+            kept.append((allowed, breakdown))
+    return kept

@@ -1,5 +1,6 @@
 """Reports on a terminal: a run (a table per account, the files written, the warnings, scrubbed),
-the audit (a row per account and day, then every miss by name), and a simulated day's figures."""
+the audit (a row per account and day, then every miss by name), a simulated day's figures, and the
+token table."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ig_story_metrics.model.coverage import DayCoverage
 from ig_story_metrics.redact import scrub
 from ig_story_metrics.report.audit import AuditReport, DayRun
 from ig_story_metrics.report.models import RunReport
+from ig_story_metrics.report.tokens import TokensReport
 
 
 def render_run(report: RunReport, console: Console) -> None:
@@ -167,3 +169,37 @@ def render_day(day: DayRun, console: Console) -> None:
         str(day.hourly.http_requests + day.sweep.http_requests),
     )
     console.print(table)
+
+
+def render_tokens(report: TokensReport, console: Console) -> None:
+    """One row per distinct token (named by its variable, never shown), then the notes."""
+    table = Table(title=f"tokens at {report.checked_at:%Y-%m-%d %H:%M} UTC")
+    for name in ("variable", "accounts", "login", "kind", "expires", "data access", "status"):
+        table.add_column(name)
+    for t in report.tokens:
+        if t.ok:
+            status = "[green]ok[/green]"
+        else:
+            status = "[red]FAILED[/red] " + escape("; ".join(t.problems))
+        if t.valid and not t.permissions_checked:
+            status += " (permissions not readable)"
+        table.add_row(
+            escape(t.label),
+            escape(", ".join(t.accounts)),
+            t.login,
+            escape(t.kind or "-"),
+            escape(t.expires_at),
+            escape(t.data_access_expires_at or "-"),
+            status,
+            style=None if t.ok else "red",
+        )
+    console.print(table)
+    for t in report.tokens:
+        for version in t.renewed:
+            console.print(
+                f"{escape(t.label)}: renewed, stored as {escape(version)}", highlight=False
+            )
+        for note in t.notes:
+            console.print(
+                f"[yellow]note[/yellow] {escape(t.label)}: {escape(note)}", highlight=False
+            )

@@ -46,6 +46,9 @@ DEFAULT_TOKEN = "sim-token"  # noqa: S105 - the simulator's well-known demo toke
 DEFAULT_PAGE_SIZE = 25
 
 Handler = Callable[["GraphSimulator", Request], Response]
+# Runs before the routes (top_level: the HTTP request itself, not a batch operation); an answer
+# refuses the request. `simulator/identity.py` guards tokens and appsecret_proof this way.
+Guard = Callable[[Request, bool], Response | None]
 
 
 @dataclass
@@ -110,6 +113,9 @@ class GraphSimulator:
         self.lock = threading.Lock()
         self._calls: Counter[tuple[str, int]] = Counter()
         self._overrides: dict[str, Override] = {}
+        # The route table (`identity.py` puts the token routes of a host in front) and the guards.
+        self.routes: list[Route] = list(ROUTES)
+        self.guards: list[Guard] = []
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -119,7 +125,11 @@ class GraphSimulator:
                 self.stats.http_requests += 1
                 if "access_token=" in request.path or "access_token" in request.query:
                     self.stats.tokens_in_urls += 1
-        for route in ROUTES:
+        for guard in self.guards:
+            refused = guard(request, top_level)
+            if refused is not None:
+                return refused
+        for route in self.routes:
             match = route.pattern.match(request.path)
             if match and route.method == request.method:
                 routed = replace(request, params=match.groupdict())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -113,7 +113,8 @@ class _Handler(BaseHTTPRequestHandler):
         # Read whole (answer() refuses more than MAX_BODY): a body left unread would be taken for
         # the next request on this kept-alive connection, and closing on unread data resets it.
         raw = self.rfile.read(length) if length else b""
-        reply = answer(self.server.simulator, method, self.path, self.headers.items(), raw)
+        simulator, target = self.server.pick(self.path)
+        reply = answer(simulator, method, target, self.headers.items(), raw)
         if reply is None:
             self.close_connection = True
             return
@@ -141,19 +142,40 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], simulator: GraphSimulator) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        simulator: GraphSimulator,
+        hosts: Mapping[str, GraphSimulator] | None = None,
+    ) -> None:
         self.simulator = simulator
+        self.hosts = dict(hosts or {})
         super().__init__(address, _Handler)
+
+    def pick(self, target: str) -> tuple[GraphSimulator, str]:
+        """The simulator a request target belongs to, and the target it sees (a host's path
+        prefix removed)."""
+        path = urlsplit(target).path
+        for prefix, simulator in self.hosts.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return simulator, target[len(prefix) :] or "/"
+        return self.simulator, target
 
 
 class SimulatorServer:
     """A running simulator; use as a context manager, or `start()` / `stop()`."""
 
     def __init__(
-        self, simulator: GraphSimulator | None = None, host: str = "127.0.0.1", port: int = 0
+        self,
+        simulator: GraphSimulator | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        hosts: Mapping[str, GraphSimulator] | None = None,
     ) -> None:
+        """`hosts` serves more simulators under path prefixes (e.g. "/instagram")."""
         self.simulator = simulator or GraphSimulator()
-        self._server = _Server((host, port), self.simulator)
+        self.hosts = dict(hosts or {})
+        self._server = _Server((host, port), self.simulator, self.hosts)
         # A short poll: stop() waits for the serving loop to notice, half a second by default.
         self._thread = threading.Thread(
             target=self._server.serve_forever,

@@ -238,7 +238,7 @@ def _release(exc: BaseException) -> None:
 
 
 def _make_client(emulator_host: str | None, project: str | None) -> Any:
-    from google.cloud import storage as gcs  # noqa: PLC0415 - keeps local-only runs light
+    import google.cloud.storage as gcs  # noqa: PLC0415 - keeps local-only runs light
 
     if emulator_host:
         from google.auth.credentials import AnonymousCredentials  # noqa: PLC0415

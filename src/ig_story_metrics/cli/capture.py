@@ -1,26 +1,18 @@
-"""Thin typer commands over the library: parse, call, turn library errors into one-line messages.
-
-Exit codes: 0 every account captured, 1 at least one account failed (the others are stored),
-2 usage or configuration error.
-"""
+"""Commands that capture and look at the lake: run, sweep, audit, demo."""
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import json
-import logging
 import sys
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from pydantic import SecretStr
 from rich.console import Console
-from rich.markup import escape
 
-from ig_story_metrics import __version__, logs, settings
+from ig_story_metrics.cli.common import EXIT_FAILED, app, fail
 from ig_story_metrics.clock import VirtualClock, utc_now
 from ig_story_metrics.errors import ConfigError, StorageError
 from ig_story_metrics.jobs import audit as audit_job
@@ -32,45 +24,17 @@ from ig_story_metrics.report.audit import log_audit
 from ig_story_metrics.report.events import log_report
 from ig_story_metrics.report.models import RunReport
 from ig_story_metrics.report.terminal import render_audit, render_day, render_run
-from ig_story_metrics.settings import RunConfig, load_settings, prepare_run, resolve_tokens
-from ig_story_metrics.simulator import DEFAULT_TOKEN, SEED_ACCOUNTS, Faults, simulator_server
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    # Never print locals in a traceback: they can hold a token.
-    pretty_exceptions_enable=False,
-    pretty_exceptions_show_locals=False,
-    help="Capture Instagram story insights before they vanish (hourly snapshots into Parquet).",
+from ig_story_metrics.settings import (
+    RunConfig,
+    load_settings,
+    prepare_run,
+    resolve_tokens,
 )
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        Console().print(f"ig-story-metrics {__version__}", highlight=False)
-        raise typer.Exit(0)
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
-        ),
-    ] = False,
-) -> None:
-    """Capture Instagram story insights before they vanish (hourly snapshots into Parquet)."""
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    Console(stderr=True).print(
-        f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True
-    )
-    return typer.Exit(code)
-
+from ig_story_metrics.simulator import (
+    DEFAULT_TOKEN,
+    SEED_ACCOUNTS,
+    simulator_server,
+)
 
 Job = Callable[[RunConfig], RunReport]
 
@@ -86,7 +50,7 @@ def _capture(config: Callable[[], RunConfig], job: Job = _hourly) -> RunReport:
         register_secrets(t.get_secret_value() for t in run_config.tokens.values())
         return job(run_config)
     except (ConfigError, StorageError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def _finish(report: RunReport, as_json: bool) -> None:
@@ -176,7 +140,7 @@ def audit(
                 max_missing_hours=max_missing_hours,
             )
     except (ConfigError, StorageError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     log_audit(report)
     if as_json:
         sys.stdout.write(report.to_json() + "\n")
@@ -229,7 +193,7 @@ def demo(
                 replay = day.run(c.settings, c.accounts, c.tokens, clock, ticks, lake=lake)
                 report = day.audit_replay(lake, replay, end)
         except (ConfigError, StorageError) as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
     if as_json:
         sys.stdout.write(
             json.dumps(
@@ -242,100 +206,3 @@ def demo(
         render_audit(report, Console())
         render_day(replay, Console())
     raise typer.Exit(EXIT_FAILED if replay.hourly.failed_runs + replay.sweep.failed_runs else 0)
-
-
-def _fault_parameters() -> list[inspect.Parameter]:
-    """One command-line option per `Faults` field (the simulator's one definition of faults)."""
-    params = []
-    for spec in dataclasses.fields(Faults):
-        if spec.name == "seed":
-            continue
-        meta = spec.metadata
-        flag = meta.get("flag") or "--" + spec.name.replace("_", "-")
-        annotation: Any
-        if isinstance(spec.default, frozenset):
-            annotation = Annotated[list[str] | None, typer.Option(flag, help=meta["help"])]
-            default: object = None
-        else:
-            kind = type(spec.default)
-            option = typer.Option(flag, min=meta.get("min"), max=meta.get("max"), help=meta["help"])
-            annotation = Annotated[kind, option]
-            default = spec.default
-        params.append(
-            inspect.Parameter(
-                spec.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
-            )
-        )
-    return params
-
-
-def simulate(
-    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: a free one).")] = 8080,
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    seed: Annotated[int, typer.Option(help="Seed of the accounts, stories and faults.")] = 0,
-    page_size: Annotated[
-        int, typer.Option(min=1, max=100, help="Most stories per listing page.")
-    ] = 25,
-    **fault_options: Any,
-) -> None:
-    """Serve the Graph API simulator alone, for trying the tool, dashboards, load or failures.
-
-    Example: ig-story-metrics simulate --port 8080, then in another terminal
-    IG_GRAPH_API_URL=http://127.0.0.1:8080 IG_ACCESS_TOKEN=sim-token
-    IG_ACCOUNTS_FILE=accounts.example.toml ig-story-metrics run --all
-
-    Faults are reproducible: the same --seed gives the same failures to the same requests.
-    Example: ig-story-metrics simulate --transient-rate 0.2 --throttle-rate 0.02
-    --reject-metric views --expired-token MD
-    """
-    values: dict[str, Any] = {
-        name: frozenset(value or ()) if isinstance(value, list | type(None)) else value
-        for name, value in fault_options.items()
-    }
-    faults = Faults(seed=seed, **values)
-    try:
-        server = simulator_server(
-            seed=seed, host=host, port=port, page_size=page_size, faults=faults
-        )
-    except OSError as exc:
-        raise _fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
-    console = Console()
-    console.print(f"Graph API simulator on {server.url}  (token: {DEFAULT_TOKEN})", highlight=False)
-    for name, uid in SEED_ACCOUNTS.items():
-        console.print(f"  account {name}: ig_user_id {uid}", highlight=False)
-    if faults.any:
-        console.print(f"  faults: {faults}", highlight=False)
-    console.print("Ctrl-C stops it.")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        console.print("stopped")
-
-
-_own = [
-    p
-    for p in inspect.signature(simulate, eval_str=True).parameters.values()
-    if p.kind is not inspect.Parameter.VAR_KEYWORD
-]
-simulate.__signature__ = inspect.Signature([*_own, *_fault_parameters()])  # type: ignore[attr-defined]
-app.command()(simulate)
-
-
-def main() -> None:
-    """Console-script entry point. Logs go to stderr: stdout carries the table or the JSON report.
-
-    An unexpected exception (the jobs contain their own, so this is a last resort) becomes one line
-    on the terminal and an ERROR entry with the traceback in the log; exit code 1.
-    """
-    logs.configure(stream=sys.stderr, setting=settings.log_format())
-    try:
-        app()
-    except Exception as exc:
-        logging.getLogger("ig_story_metrics.cli").exception(
-            "unexpected error", extra={"event": "crash"}
-        )
-        Console(stderr=True).print(
-            f"[red]error:[/red] unexpected {escape(type(exc).__name__)}; the log has the details",
-            highlight=False,
-        )
-        sys.exit(EXIT_FAILED)

@@ -1,0 +1,101 @@
+"""`simulate`: the Graph API simulator alone, its options built from `Faults`."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ig_story_metrics.cli.common import app, fail
+from ig_story_metrics.simulator import (
+    DEFAULT_IG_TOKEN,
+    DEFAULT_TOKEN,
+    INSTAGRAM_PREFIX,
+    SEED_ACCOUNTS,
+    Faults,
+    simulator_server,
+)
+
+
+def _fault_parameters() -> list[inspect.Parameter]:
+    """One command-line option per `Faults` field (the simulator's one definition of faults)."""
+    params = []
+    for spec in dataclasses.fields(Faults):
+        if spec.name == "seed":
+            continue
+        meta = spec.metadata
+        flag = meta.get("flag") or "--" + spec.name.replace("_", "-")
+        annotation: Any
+        if isinstance(spec.default, frozenset):
+            annotation = Annotated[list[str] | None, typer.Option(flag, help=meta["help"])]
+            default: object = None
+        else:
+            kind = type(spec.default)
+            option = typer.Option(flag, min=meta.get("min"), max=meta.get("max"), help=meta["help"])
+            annotation = Annotated[kind, option]
+            default = spec.default
+        params.append(
+            inspect.Parameter(
+                spec.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+            )
+        )
+    return params
+
+
+def simulate(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: a free one).")] = 8080,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    seed: Annotated[int, typer.Option(help="Seed of the accounts, stories and faults.")] = 0,
+    page_size: Annotated[
+        int, typer.Option(min=1, max=100, help="Most stories per listing page.")
+    ] = 25,
+    **fault_options: Any,
+) -> None:
+    """Serve the Graph API simulator alone, for trying the tool, dashboards, load or failures.
+
+    Example: ig-story-metrics simulate --port 8080, then in another terminal
+    IG_GRAPH_API_URL=http://127.0.0.1:8080 IG_ACCESS_TOKEN=sim-token
+    IG_ACCOUNTS_FILE=accounts.example.toml ig-story-metrics run --all
+
+    Faults are reproducible: the same --seed gives the same failures to the same requests.
+    Example: ig-story-metrics simulate --transient-rate 0.2 --throttle-rate 0.02
+    --reject-metric views --expired-token MD
+    """
+    values: dict[str, Any] = {
+        name: frozenset(value or ()) if isinstance(value, list | type(None)) else value
+        for name, value in fault_options.items()
+    }
+    faults = Faults(seed=seed, **values)
+    try:
+        server = simulator_server(
+            seed=seed, host=host, port=port, page_size=page_size, faults=faults
+        )
+    except OSError as exc:
+        raise fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    console = Console()
+    console.print(f"Graph API simulator on {server.url}  (token: {DEFAULT_TOKEN})", highlight=False)
+    for name, uid in SEED_ACCOUNTS.items():
+        console.print(f"  account {name}: ig_user_id {uid}", highlight=False)
+    console.print(
+        f"  Instagram Login host: {server.url}{INSTAGRAM_PREFIX}  (token: {DEFAULT_IG_TOKEN})",
+        highlight=False,
+    )
+    if faults.any:
+        console.print(f"  faults: {faults}", highlight=False)
+    console.print("Ctrl-C stops it.")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+_own = [
+    p
+    for p in inspect.signature(simulate, eval_str=True).parameters.values()
+    if p.kind is not inspect.Parameter.VAR_KEYWORD
+]
+simulate.__signature__ = inspect.Signature([*_own, *_fault_parameters()])  # type: ignore[attr-defined]
+app.command()(simulate)
