@@ -152,7 +152,8 @@ def parse_delivery(body: bytes) -> list[StoryInsight]:
 def _insight(user: str, sent: datetime | None, digest: str, value: object) -> StoryInsight | None:
     if not isinstance(value, Mapping):
         return None
-    media = _text_id(value.get("media_id"))
+    raw_media = value.get("media_id")
+    media = raw_media if isinstance(raw_media, str) and raw_media.strip() else _text_id(raw_media)
     if media is None:
         return None
     values: dict[str, int | None] = {}
