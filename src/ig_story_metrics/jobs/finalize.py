@@ -13,12 +13,13 @@ run's accounts and logs (never raises) when that fails.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from ig_story_metrics.clock import Deadline
 from ig_story_metrics.jobs.webhooks import account_deliveries
+from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.model.final import STORY_FINAL, Partition, final_rows
 from ig_story_metrics.model.webhook import combine
 from ig_story_metrics.storage import Lake
@@ -96,12 +97,23 @@ def partition_url(lake: Lake, partition: Partition) -> str:
     return lake.url(table_key(STORY_FINAL, *partition))
 
 
-def after_run(lake: Lake, accounts: Mapping[str, str], now: datetime) -> FinalizeResult | None:
+def after_run(
+    lake: Lake | None,
+    open_lake: Callable[[], Lake],
+    accounts: Iterable[Account],
+    now: datetime,
+) -> FinalizeResult | None:
     """The hook of the hourly run and the sweep: finalize the stories that expired today (and the
-    partitions they live in) for the run's accounts. A failure is an ERROR in the log, never the
-    run's: the next run tries again, and `ig-story-metrics finalize` rebuilds any range."""
+    partitions they live in) for the run's accounts; only partitions whose data changed (stories
+    expired since, a new delivery) are written. A failure is an ERROR in the log, never the run's:
+    the next run tries again, and `ig-story-metrics finalize` rebuilds any range."""
     try:
-        result = finalize(lake, accounts, now, days=1)
+        names = {a.name: a.ig_user_id for a in accounts}
+        if lake is not None:  # the caller's: used, not closed
+            result = finalize(lake, names, now, days=1)
+        else:
+            with open_lake() as opened:
+                result = finalize(opened, names, now, days=1)
     except Exception:
         log.exception("finalize after the run failed", extra={"event": "finalize_failed"})
         return None
