@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 from collections.abc import Callable
 from datetime import timedelta
@@ -16,7 +17,7 @@ from ig_story_metrics.cli.common import EXIT_FAILED, app, fail
 from ig_story_metrics.clock import VirtualClock, utc_now
 from ig_story_metrics.errors import ConfigError, StorageError
 from ig_story_metrics.jobs import audit as audit_job
-from ig_story_metrics.jobs import day, hourly
+from ig_story_metrics.jobs import day, day_final, hourly
 from ig_story_metrics.jobs import sweep as sweep_job
 from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.redact import register_secrets
@@ -35,6 +36,7 @@ from ig_story_metrics.simulator import (
     SEED_ACCOUNTS,
     simulator_server,
 )
+from ig_story_metrics.simulator.webhooks import WebhookSender
 
 Job = Callable[[RunConfig], RunReport]
 
@@ -190,8 +192,22 @@ def demo(
             if not as_json:
                 Console().print(f"replaying {hours} h on a virtual clock ending now ...")
             with hourly.lake_for(c.settings) as lake:
-                replay = day.run(c.settings, c.accounts, c.tokens, clock, ticks, lake=lake)
+                secret = secrets.token_hex(16)  # signs the simulated webhook deliveries
+                sender = WebhookSender(
+                    server.simulator.world,
+                    "http://in-process.invalid/",
+                    secret,
+                    post=day_final.inbox(lake, c.accounts, secret, clock),
+                )
+
+                def deliver(tick: day.Tick, _: RunReport) -> None:
+                    sender.tick(tick.at)
+
+                replay = day.run(
+                    c.settings, c.accounts, c.tokens, clock, ticks, lake=lake, on_run=deliver
+                )
                 report = day.audit_replay(lake, replay, end)
+                day_final.finalize_day(lake, c.accounts, replay, end)
         except (ConfigError, StorageError) as exc:
             raise fail(str(exc)) from None
     if as_json:
