@@ -69,13 +69,16 @@ def test_sweep_finalizes_too(sim: SimulatorServer, tmp_path: Path) -> None:
 def test_a_failing_finalize_never_fails_the_run(
     sim: SimulatorServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """`tables` is a file, so the final table cannot be written: the run is ok, an ERROR says so."""
+    """`tables` is a file, so the final table cannot be written: the run is ok, one ERROR line
+    (no traceback) says so."""
     seed_expired_story(tmp_path / "lake")
     (tmp_path / "lake" / "tables").write_text("in the way")
     with caplog.at_level(logging.ERROR, logger="ig_story_metrics.finalize"):
         report = run(sim, tmp_path)
     assert report.ok
-    assert any(getattr(r, "event", None) == "finalize_failed" for r in caplog.records)
+    (failed,) = [r for r in caplog.records if getattr(r, "event", None) == "finalize_failed"]
+    assert failed.exc_info is None  # a storage failure is one line, not a traceback
+    assert "tables" in failed.getMessage()
 
 
 def test_cli_finalize(sim: SimulatorServer, tmp_path: Path) -> None:
@@ -92,3 +95,18 @@ def test_cli_finalize(sim: SimulatorServer, tmp_path: Path) -> None:
     assert (tmp_path / "lake" / FINAL.format(posted.date())).exists()
     bad = run_cli(["finalize", "--days", "0"], env, tmp_path)
     assert bad.returncode == 2
+
+
+def test_no_finalize_for_accounts_whose_rows_were_not_stored(
+    sim: SimulatorServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the run could not store an account's rows, the hook leaves the failing lake alone
+    (the answer must not wait on it twice): no finalize at all when no account was stored."""
+    (tmp_path / "lake").mkdir()
+    (tmp_path / "lake" / "Instagram").write_text("in the way")
+    with caplog.at_level(logging.INFO, logger="ig_story_metrics.finalize"):
+        report = run(sim, tmp_path)
+    assert not report.ok
+    assert all(a.error and a.error.startswith("storage") for a in report.accounts)
+    events = {getattr(r, "event", None) for r in caplog.records}
+    assert not events & {"finalized", "finalize_failed"}

@@ -18,16 +18,19 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from ig_story_metrics.clock import Deadline
+from ig_story_metrics.errors import StorageError
 from ig_story_metrics.jobs.webhooks import account_deliveries
 from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.model.final import STORY_FINAL, Partition, final_rows
 from ig_story_metrics.model.webhook import combine
+from ig_story_metrics.report.models import AccountReport, RunReport
 from ig_story_metrics.storage import Lake
 from ig_story_metrics.storage.layout import table_key
 from ig_story_metrics.storage.scan import day_range, read_snapshots
 
 log = logging.getLogger("ig_story_metrics.finalize")
 DEFAULT_DAYS = 3
+HOOK_BUDGET_SECONDS = 30.0
 
 
 @dataclass(slots=True)
@@ -101,20 +104,33 @@ def after_run(
     lake: Lake | None,
     open_lake: Callable[[], Lake],
     accounts: Iterable[Account],
+    report: RunReport,
     now: datetime,
 ) -> FinalizeResult | None:
     """The hook of the hourly run and the sweep: finalize the stories that expired today (and the
     partitions they live in) for the run's accounts; only partitions whose data changed (stories
-    expired since, a new delivery) are written. A failure is an ERROR in the log, never the run's:
-    the next run tries again, and `ig-story-metrics finalize` rebuilds any range."""
+    expired since, a new delivery) are written. Accounts whose rows the run could not store are
+    left out (the bucket is failing: the run's answer must not wait on it again). A failure is an
+    ERROR in the log, never the run's: the next run tries again, and `ig-story-metrics finalize`
+    rebuilds any range. Writes are bounded by `HOOK_BUDGET_SECONDS`."""
+    stored = {a.account for a in report.accounts if not a.not_stored and not _storage_failed(a)}
+    chosen = [a for a in accounts if a.name in stored]
+    if not chosen:
+        return None
     try:
-        names = {a.name: a.ig_user_id for a in accounts}
+        names = {a.name: a.ig_user_id for a in chosen}
+        budget = Deadline(HOOK_BUDGET_SECONDS)
         if lake is not None:  # the caller's: used, not closed
-            result = finalize(lake, names, now, days=1)
+            result = finalize(lake, names, now, days=1, deadline=budget)
         else:
             with open_lake() as opened:
-                result = finalize(opened, names, now, days=1)
-    except Exception:
+                result = finalize(opened, names, now, days=1, deadline=budget)
+    except StorageError as exc:  # the lake's fault, already one line: no traceback
+        log.error(  # noqa: TRY400
+            "finalize after the run failed: %s", exc, extra={"event": "finalize_failed"}
+        )
+        return None
+    except Exception:  # a bug of ours: the traceback goes to the log
         log.exception("finalize after the run failed", extra={"event": "finalize_failed"})
         return None
     log.info(
@@ -124,3 +140,7 @@ def after_run(
         extra={"event": "finalized", **result.to_dict()},
     )
     return result
+
+
+def _storage_failed(account: AccountReport) -> bool:
+    return (account.error or "").startswith("storage")

@@ -151,5 +151,5 @@ def run(
             policy=policy,
         )
     )
-    finalize.after_run(lake, lambda: lake_for(settings), accounts, clock())
+    finalize.after_run(lake, lambda: lake_for(settings), accounts, report, clock())
     return report

@@ -145,5 +145,5 @@ def run(
             settings, accounts, tokens, lake=lake, transport=transport, clock=clock, plan=plan
         )
     )
-    finalize.after_run(lake, lambda: lake_for(settings), accounts, clock())
+    finalize.after_run(lake, lambda: lake_for(settings), accounts, report, clock())
     return report
