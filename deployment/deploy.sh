@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Deploy ig-story-metrics as a Cloud Function (2nd gen) with its Cloud Scheduler jobs: the hourly
 # run (body {}), the expiry sweep every 10 minutes (body {"mode": "sweep"}) and the daily token
-# check (body {"mode":"tokens"}).
+# check (body {"mode":"tokens"}); with WEBHOOK_VERIFY_SECRET_NAME set, the public story_insights
+# webhook receiver as a second function (deployment/webhook.sh).
 #
 #   deployment/deploy.sh staging|production [--dry-run]
 #
@@ -14,6 +15,8 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$SCRIPT_DIR/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=webhook.sh
+source "$SCRIPT_DIR/webhook.sh"
 
 USAGE="usage: deployment/deploy.sh staging|production [--dry-run]"
 
@@ -280,6 +283,7 @@ schedule_function() {
 main() {
   parse_args "$@"
   load_settings
+  load_webhook_settings
   if dry_run; then
     printf 'dry run: nothing is executed; existing resources are assumed absent\n'
   fi
@@ -289,6 +293,7 @@ main() {
   grant_token_secrets
   deploy_function
   schedule_function
+  deploy_webhook
   printf 'deployed %s (%s) to %s, scheduled "%s" and sweeps "%s" %s, token check "%s"\n' \
     "$FUNCTION_NAME" "$ENVIRONMENT" "$PROJECT" "$SCHEDULE" "$SWEEP_SCHEDULE" "$TIME_ZONE" \
     "$TOKENS_SCHEDULE"

@@ -116,3 +116,22 @@ def test_render_day_shows_both_schedules_and_the_extra_cost() -> None:
     text = " ".join(console.export_text().split())
     assert "hourly only │ 17.0% │ 3000 │ 200" in text
     assert "hourly + sweeps │ 100.0% │ 3150 (+5.0%) │ 260" in text
+
+
+def test_demo_ends_with_the_final_table_and_its_complete_share(
+    demo: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    """The simulator's signed webhook deliveries were stored during the replay, and the demo ended
+    with `finalize`: the final table holds the expired stories, and the share `complete` is
+    printed."""
+    result, lake = demo
+    out = " ".join(result.stdout.split())
+    assert "final values:" in out
+    assert "complete 100.0%" in out
+    deliveries = list(lake.glob("Instagram/*/webhooks/story_insights/*/*.json"))
+    assert deliveries
+    final = pl.read_parquet(lake / "tables/story_final/*/*/story_final.parquet")
+    assert final.height > 0
+    assert final["complete"].all()
+    assert set(final["final_source"]) <= {"poll", "webhook", "poll+webhook"}
+    assert final.filter(pl.col("final_source") == "poll+webhook").height > 0

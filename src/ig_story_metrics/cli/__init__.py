@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from ig_story_metrics import logs, settings
-from ig_story_metrics.cli import capture, simulate, tokens
+from ig_story_metrics.cli import capture, final, simulate, tokens
 from ig_story_metrics.cli.common import EXIT_FAILED, app
 
-__all__ = ["app", "capture", "main", "simulate", "tokens"]
+__all__ = ["app", "capture", "final", "main", "simulate", "tokens"]
 
 
 def main() -> None:

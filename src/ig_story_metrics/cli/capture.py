@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -16,11 +17,11 @@ from ig_story_metrics.cli.common import EXIT_FAILED, app, fail
 from ig_story_metrics.clock import VirtualClock, utc_now
 from ig_story_metrics.errors import ConfigError, StorageError
 from ig_story_metrics.jobs import audit as audit_job
-from ig_story_metrics.jobs import day, hourly
+from ig_story_metrics.jobs import day, day_final, hourly
 from ig_story_metrics.jobs import sweep as sweep_job
 from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.redact import register_secrets
-from ig_story_metrics.report.audit import log_audit
+from ig_story_metrics.report.audit import AuditReport, DayRun, log_audit
 from ig_story_metrics.report.events import log_report
 from ig_story_metrics.report.models import RunReport
 from ig_story_metrics.report.terminal import render_audit, render_day, render_run
@@ -33,8 +34,10 @@ from ig_story_metrics.settings import (
 from ig_story_metrics.simulator import (
     DEFAULT_TOKEN,
     SEED_ACCOUNTS,
+    World,
     simulator_server,
 )
+from ig_story_metrics.simulator.webhooks import WebhookSender
 
 Job = Callable[[RunConfig], RunReport]
 
@@ -189,9 +192,7 @@ def demo(
             ticks = day.schedule(clock(), end)
             if not as_json:
                 Console().print(f"replaying {hours} h on a virtual clock ending now ...")
-            with hourly.lake_for(c.settings) as lake:
-                replay = day.run(c.settings, c.accounts, c.tokens, clock, ticks, lake=lake)
-                report = day.audit_replay(lake, replay, end)
+            replay, report = _replay(c, server.simulator.world, clock, ticks, end)
         except (ConfigError, StorageError) as exc:
             raise fail(str(exc)) from None
     if as_json:
@@ -206,3 +207,22 @@ def demo(
         render_audit(report, Console())
         render_day(replay, Console())
     raise typer.Exit(EXIT_FAILED if replay.hourly.failed_runs + replay.sweep.failed_runs else 0)
+
+
+def _replay(
+    c: RunConfig, world: World, clock: VirtualClock, ticks: list[day.Tick], end: datetime
+) -> tuple[DayRun, AuditReport]:
+    """The replay of `demo --hours`: the simulator's signed webhook deliveries stored in process
+    after every run, then the audit and the final values."""
+    with hourly.lake_for(c.settings) as lake:
+        secret = secrets.token_hex(16)  # signs the simulated webhook deliveries
+        post = day_final.inbox(lake, c.accounts, secret, clock)
+        sender = WebhookSender(world, "http://in-process.invalid/", secret, post=post)
+
+        def deliver(tick: day.Tick, _: RunReport) -> None:
+            sender.tick(tick.at)
+
+        replay = day.run(c.settings, c.accounts, c.tokens, clock, ticks, lake=lake, on_run=deliver)
+        report = day.audit_replay(lake, replay, end)
+        day_final.finalize_day(lake, c.accounts, replay, end)
+    return replay, report

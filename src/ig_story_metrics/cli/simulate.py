@@ -16,8 +16,10 @@ from ig_story_metrics.simulator import (
     INSTAGRAM_PREFIX,
     SEED_ACCOUNTS,
     Faults,
+    World,
     simulator_server,
 )
+from ig_story_metrics.simulator.webhooks import WebhookSender
 
 
 def _fault_parameters() -> list[inspect.Parameter]:
@@ -52,6 +54,13 @@ def simulate(
     page_size: Annotated[
         int, typer.Option(min=1, max=100, help="Most stories per listing page.")
     ] = 25,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(help="POST signed story_insights deliveries here as stories expire."),
+    ] = None,
+    app_secret: Annotated[
+        str | None, typer.Option(help="The app secret that signs the webhook deliveries.")
+    ] = None,
     **fault_options: Any,
 ) -> None:
     """Serve the Graph API simulator alone, for trying the tool, dashboards, load or failures.
@@ -69,14 +78,20 @@ def simulate(
         for name, value in fault_options.items()
     }
     faults = Faults(seed=seed, **values)
+    _check_webhook(webhook_url, app_secret)
     try:
         server = simulator_server(
             seed=seed, host=host, port=port, page_size=page_size, faults=faults
         )
     except OSError as exc:
         raise fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    sender = _webhook_sender(server.simulator.world, webhook_url, app_secret)
     console = Console()
     console.print(f"Graph API simulator on {server.url}  (token: {DEFAULT_TOKEN})", highlight=False)
+    if sender is not None:
+        console.print(
+            f"  story_insights webhook: signed deliveries to {sender.url}", highlight=False
+        )
     for name, uid in SEED_ACCOUNTS.items():
         console.print(f"  account {name}: ig_user_id {uid}", highlight=False)
     console.print(
@@ -90,6 +105,25 @@ def simulate(
         server.serve_forever()
     except KeyboardInterrupt:
         console.print("stopped")
+
+
+def _check_webhook(url: str | None, secret: str | None) -> None:
+    """`--webhook-url` and `--app-secret` go together; the URL is http(s)."""
+    if url is None and secret is not None:
+        raise fail("--app-secret signs webhook deliveries: give --webhook-url too")
+    if url is not None and not secret:
+        raise fail("--webhook-url needs --app-secret (Meta signs every delivery with it)")
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise fail(f"--webhook-url {url!r} must start with http:// or https://")
+
+
+def _webhook_sender(world: World, url: str | None, secret: str | None) -> WebhookSender | None:
+    """The webhook sender of `--webhook-url` (None without it), ticking every 30 s."""
+    if url is None or not secret:
+        return None
+    sender = WebhookSender(world, url, secret)
+    sender.start(interval=30.0)
+    return sender
 
 
 _own = [

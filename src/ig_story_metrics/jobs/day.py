@@ -108,9 +108,12 @@ def run(
     *,
     lake: Lake,
     plan: sweep.Plan = "lake",
+    on_run: Callable[[Tick, RunReport], None] | None = None,
 ) -> DayRun:
     """The synchronous entry point of `replay` (the CLI's demo, the benchmark)."""
-    return asyncio.run(replay(settings, accounts, tokens, clock, ticks, lake=lake, plan=plan))
+    return asyncio.run(
+        replay(settings, accounts, tokens, clock, ticks, lake=lake, plan=plan, on_run=on_run)
+    )
 
 
 def audit_replay(lake: Lake, day: DayRun, now: datetime) -> AuditReport:

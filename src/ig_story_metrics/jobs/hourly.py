@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from ig_story_metrics.clock import Clock, Deadline, utc_now
 from ig_story_metrics.graph.client import Transport
 from ig_story_metrics.graph.retry import RetryPolicy
+from ig_story_metrics.jobs import finalize
 from ig_story_metrics.jobs.capture import (
     RunContext,
     StoryFilter,
@@ -136,8 +137,9 @@ def run(
     run_id: str | None = None,
     policy: RetryPolicy | None = None,
 ) -> RunReport:
-    """The synchronous entry point of the hourly run, used by the CLI and the Cloud Function."""
-    return asyncio.run(
+    """The synchronous entry point of the hourly run, used by the CLI and the Cloud Function;
+    then the final values of the stories expired since (never fails the run)."""
+    report = asyncio.run(
         capture_async(
             settings,
             accounts,
@@ -149,3 +151,5 @@ def run(
             policy=policy,
         )
     )
+    finalize.after_run(lake, lambda: lake_for(settings), accounts, report, clock())
+    return report

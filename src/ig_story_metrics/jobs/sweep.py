@@ -24,6 +24,7 @@ from ig_story_metrics.clock import Clock, utc_now
 from ig_story_metrics.graph.client import GraphClient, Session, Transport
 from ig_story_metrics.graph.retry import RetryPolicy
 from ig_story_metrics.graph.stories import Listing
+from ig_story_metrics.jobs import finalize
 from ig_story_metrics.jobs.capture import StorySource
 from ig_story_metrics.jobs.hourly import capture_async, lake_for
 from ig_story_metrics.model.accounts import Account
@@ -137,9 +138,12 @@ def run(
     clock: Clock = utc_now,
     plan: Plan = "lake",
 ) -> RunReport:
-    """The synchronous entry point of the sweep, used by the CLI and the Cloud Function."""
-    return asyncio.run(
+    """The synchronous entry point of the sweep, used by the CLI and the Cloud Function; then the
+    final values of the stories expired since (never fails the sweep)."""
+    report = asyncio.run(
         sweep_async(
             settings, accounts, tokens, lake=lake, transport=transport, clock=clock, plan=plan
         )
     )
+    finalize.after_run(lake, lambda: lake_for(settings), accounts, report, clock())
+    return report

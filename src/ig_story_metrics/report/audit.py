@@ -100,6 +100,10 @@ class DayRun(BaseModel):
     share_hourly_only: float | None = None
     share_with_sweeps: float | None = None
     duration_seconds: float = 0.0
+    # After the replay: `finalize` over its days (stories, share `complete`, rows per final_source).
+    final_stories: int | None = None
+    final_complete_share: float | None = None
+    final_sources: dict[str, int] = Field(default_factory=dict)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

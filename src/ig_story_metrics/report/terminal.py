@@ -169,6 +169,13 @@ def render_day(day: DayRun, console: Console) -> None:
         str(day.hourly.http_requests + day.sweep.http_requests),
     )
     console.print(table)
+    if day.final_stories is not None:
+        sources = ", ".join(f"{k} {v}" for k, v in day.final_sources.items()) or "-"
+        console.print(
+            f"final values: {day.final_stories} expired stories, complete "
+            f"{share(day.final_complete_share)} (final_source: {sources})",
+            highlight=False,
+        )
 
 
 def render_tokens(report: TokensReport, console: Console) -> None:

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     # The Meta app: appsecret_proof on every call, debug_token's app token, token renewal.
     app_id: str | None = Field(default=None, pattern=r"^[0-9]{1,32}$", validation_alias="IG_APP_ID")
     app_secret: SecretStr | None = Field(default=None, validation_alias="IG_APP_SECRET")
+    # The story_insights webhook receiver's handshake token (App Dashboard > Webhooks).
+    webhook_verify_token: SecretStr | None = Field(
+        default=None, validation_alias="IG_WEBHOOK_VERIFY_TOKEN"
+    )
     # Checked strictly at start (model/location.py): a typo must not send the lake elsewhere.
     storage_url: str = Field(default=DEFAULT_STORAGE_URL, validation_alias="STORAGE_URL")
     max_concurrent_accounts: int = Field(

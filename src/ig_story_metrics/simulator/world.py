@@ -166,6 +166,18 @@ class World:
         ]
         return sorted(stories, key=lambda s: s.posted_at, reverse=True)
 
+    def expired_between(self, account: str, start: datetime, end: datetime) -> list[SimStory]:
+        """Stories of `account` that expired in (start, end], oldest first (the webhook's)."""
+        first = math.floor((start - LIFETIME).timestamp() / 3600)
+        last = math.floor((end - LIFETIME).timestamp() / 3600)
+        stories = [
+            story
+            for hour in range(first, last + 1)
+            for story in self._posted(account, hour)
+            if start < story.expires_at <= end
+        ]
+        return sorted(stories, key=lambda s: s.expires_at)
+
     def story(self, story_id: str) -> SimStory | None:
         """Any story ever posted (live or expired), by id; None for an id that never existed."""
         if len(story_id) != 15 or not story_id.isdigit() or not story_id.startswith("18"):

@@ -139,6 +139,42 @@ class Lake:
             f"gave up writing {where}: it kept changing under {MAX_CONFLICT_RETRIES} merge attempts"
         )
 
+    def replace_partition(
+        self,
+        table: Table,
+        account: str,
+        day: date,
+        frame: pl.DataFrame,
+        *,
+        deadline: Deadline | None = None,
+    ) -> bool:
+        """Replace one partition of `table` whole with `frame` (disposition `replace_partition`),
+        atomically and only over the generation just read (GCS: `if_generation_match`); a partition
+        that already holds these bytes is left alone. True when it was written. The JSON schema
+        goes beside the table's root."""
+        key = table_key(table, account, day)
+        payload = encode_parquet(table.conform(frame))
+        written = False
+        with self.backend.locked(key, deadline=deadline):
+            for attempt in range(MAX_CONFLICT_RETRIES):
+                late = out_of_time(deadline, "write", self.url(key))
+                if late is not None:
+                    raise late
+                current, generation = self.backend.read(key, deadline=deadline)
+                if current == payload:
+                    break
+                try:
+                    self.backend.write(key, payload, if_generation=generation, deadline=deadline)
+                except ConflictError:  # another writer in between: check again
+                    _conflict_pause(attempt)
+                    continue
+                written = True
+                break
+            else:
+                raise StorageError(f"gave up writing {self.url(key)}: it kept changing")
+        self.write_schema(table, account, day, deadline=deadline)
+        return written
+
     def _quarantine(
         self, key: str, generation: int, problem: str, deadline: Deadline | None
     ) -> str:

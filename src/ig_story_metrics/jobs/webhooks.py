@@ -1,0 +1,83 @@
+"""Webhook deliveries in the lake: store one as it came (write-once, per entry's account), and read
+them back for the final-values table.
+
+A delivery is stored under `Instagram/{ACCOUNT}/webhooks/story_insights/{date}/{sha256}.json`
+(`model.webhook.delivery_key`; `date` = the UTC day it was received) once for every account its
+entries name; an `entry.id` that matches no configured account, or a body that is not the expected
+JSON, goes under `_unknown`. The same body received twice lands on the same key: a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from ig_story_metrics.clock import Deadline
+from ig_story_metrics.model.accounts import Account
+from ig_story_metrics.model.webhook import (
+    UNKNOWN_ACCOUNT,
+    StoryInsight,
+    delivery_key,
+    delivery_prefix,
+    entry_user_ids,
+    parse_delivery,
+)
+from ig_story_metrics.storage import Lake
+from ig_story_metrics.storage.blobs import get, put_once
+
+log = logging.getLogger("ig_story_metrics.webhooks")
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What became of one delivery."""
+
+    keys: tuple[str, ...]  # where it is (one per account)
+    created: int  # how many of them were written now (0: a redelivery)
+    expected: bool  # the body was the expected JSON (an `entry` list with ids)
+
+
+def store_delivery(
+    lake: Lake,
+    accounts: Iterable[Account],
+    body: bytes,
+    received: datetime,
+    *,
+    deadline: Deadline | None = None,
+) -> Stored:
+    """Store a verified delivery as it came under each of its accounts (see the module).
+    Raises `StorageError` when a copy could not be written."""
+    by_id = {a.ig_user_id: a.name for a in accounts}
+    ids = entry_user_ids(body)
+    names = [UNKNOWN_ACCOUNT] if ids is None else [by_id.get(i, UNKNOWN_ACCOUNT) for i in ids]
+    keys = tuple(delivery_key(n, received.date(), body) for n in dict.fromkeys(names))
+    created = sum(put_once(lake.backend, key, body, deadline=deadline) for key in keys)
+    return Stored(keys, created, ids is not None)
+
+
+def read_deliveries(lake: Lake, account: str, days: Iterable[date]) -> list[StoryInsight]:
+    """The story insights of every delivery stored for `account` on `days` (a stored object that
+    cannot be parsed adds nothing: it stays in the lake as it came)."""
+    found: list[StoryInsight] = []
+    for day in sorted(set(days)):
+        for key in lake.backend.keys(delivery_prefix(account, day)):
+            if not key.endswith(".json"):
+                continue
+            body = get(lake.backend, key)
+            if body is not None:
+                found += parse_delivery(body)
+    return found
+
+
+def account_deliveries(
+    lake: Lake, accounts: Mapping[str, str], days: Iterable[date]
+) -> list[StoryInsight]:
+    """Deliveries of every account name in `accounts` (name -> ig_user_id), only the changes
+    whose entry belongs to that account (a batched delivery is stored under each of its accounts)."""
+    wanted = list(days)
+    found: list[StoryInsight] = []
+    for name, user in accounts.items():
+        found += [i for i in read_deliveries(lake, name, wanted) if i.ig_user_id == user]
+    return found
