@@ -34,9 +34,16 @@ class Backend(Protocol):
         ...
 
     def write(
-        self, key: str, data: bytes, *, if_generation: int, deadline: Deadline | None = None
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_generation: int,
+        deadline: Deadline | None = None,
+        content_type: str | None = None,
     ) -> None:
-        """Replace the object atomically if its generation is still `if_generation`, else conflict."""
+        """Replace the object atomically if its generation is still `if_generation`, else conflict.
+        `content_type`: what a bucket serves it as (default: from the key, Parquet or JSON)."""
         ...
 
     def children(self, prefix: str) -> list[str]:

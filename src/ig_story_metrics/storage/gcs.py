@@ -128,13 +128,20 @@ class GcsBackend:
         return data, int(generation)
 
     def write(
-        self, key: str, data: bytes, *, if_generation: int, deadline: Deadline | None = None
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_generation: int,
+        deadline: Deadline | None = None,
+        content_type: str | None = None,
     ) -> None:
         from google.api_core.exceptions import PreconditionFailed  # noqa: PLC0415
 
         retry_for, timeout = self._bounds(deadline, "write", key)
         blob = self._blob(key, "write")
-        content_type = PARQUET_CONTENT_TYPE if key.endswith(".parquet") else JSON_CONTENT_TYPE
+        if content_type is None:
+            content_type = PARQUET_CONTENT_TYPE if key.endswith(".parquet") else JSON_CONTENT_TYPE
         try:
             blob.upload_from_string(
                 data,

@@ -55,7 +55,13 @@ class LocalBackend:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from None
 
     def write(
-        self, key: str, data: bytes, *, if_generation: int, deadline: Deadline | None = None
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_generation: int,
+        deadline: Deadline | None = None,
+        content_type: str | None = None,  # a file has none: its extension says what it holds
     ) -> None:
         path = self.root / key
         if self._generation(path) != if_generation:
