@@ -16,6 +16,7 @@ from datetime import date, datetime
 import polars as pl
 
 from ig_story_metrics.errors import StorageError
+from ig_story_metrics.jobs.archive import THUMBNAIL
 from ig_story_metrics.jobs.audit import read_days, report_for
 from ig_story_metrics.model import stories
 from ig_story_metrics.model.coverage import TAKEN
@@ -24,7 +25,7 @@ from ig_story_metrics.storage import Lake
 from ig_story_metrics.storage.blobs import put
 
 THUMBNAIL_LIMIT = 2 * 1024 * 1024  # an archived image larger than this is linked, not inlined
-IMAGE_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+IMAGE_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 
 
 def report_key(day: date) -> str:
@@ -74,7 +75,8 @@ def _thumbnails(lake: Lake, chosen: pl.DataFrame) -> dict[str, Thumbnail]:
     found: dict[str, Thumbnail] = {}
     for row in chosen.select("story_id", "media_path").drop_nulls().iter_rows(named=True):
         path: str = row["media_path"]
-        for key in (path, path.rsplit(".", 1)[0] + ".thumbnail.jpg"):
+        stem = path.rsplit(".", 1)[0]
+        for key in (path, *(f"{stem}{THUMBNAIL}{ext}" for ext in IMAGE_TYPES)):
             kind = IMAGE_TYPES.get(key.rsplit(".", 1)[-1].lower())
             if kind is None:
                 continue
