@@ -78,6 +78,8 @@ def test_the_page_is_self_contained(made: tuple[Path, Path]) -> None:
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", ours)
     for name in SEED_ACCOUNTS:
         assert f"<h2>{name}</h2>" in ours
+    # the best and worst stories show their archived pictures, inline (the demo archives media)
+    assert len(re.findall(r'<img alt="story \d+" src="data:image/png;base64,', ours)) >= 6
 
 
 def test_every_chart_draws_in_headless_chromium(made: tuple[Path, Path], tmp_path: Path) -> None:

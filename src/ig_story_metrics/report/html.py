@@ -87,7 +87,7 @@ def _label(row: dict[str, Any]) -> str:
 
 def _layout(title: str, x: str, y: str, **more: Any) -> dict[str, Any]:
     return {
-        "title": {"text": title},
+        "title": {"text": title, "x": 0.01, "xanchor": "left"},
         "xaxis": {"title": {"text": x}},
         "yaxis": {"title": {"text": y}},
         "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
@@ -236,7 +236,7 @@ dl.summary div{background:#f3f3f7;border-radius:6px;padding:8px}
 dt{font-size:12px;color:#666}dd{margin:0;font-size:20px;font-weight:600}
 .chart{min-height:360px}.cards{display:flex;flex-wrap:wrap;gap:12px}
 .card{width:220px;margin:0;border:1px solid #ddd;border-radius:6px;padding:8px;font-size:13px}
-.card img{width:100%;border-radius:4px}.nopic{height:120px;background:#eee;color:#888;
+.card img{width:100%;max-height:200px;object-fit:cover;border-radius:4px}.nopic{height:120px;background:#eee;color:#888;
 display:flex;align-items:center;justify-content:center;border-radius:4px}
 table.coverage{border-collapse:collapse;font-size:13px}
 table.coverage td,table.coverage th{border:1px solid #ddd;padding:4px 8px;text-align:right}
