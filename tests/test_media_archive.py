@@ -4,12 +4,16 @@ a failed download (expired link, 404, oversized, wrong type) never costs the cap
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from ig_story_metrics.graph.media import MB, Media, MediaError, MediaFetcher
 from ig_story_metrics.simulator import SEED_ACCOUNTS, SimulatorServer
 from ig_story_metrics.simulator.cdn import png, video
 from ig_story_metrics.simulator.protocol import Answer, Request, Response
@@ -155,3 +159,64 @@ def test_no_signed_link_in_any_output_or_file(sim: SimulatorServer, tmp_path: Pa
     for text in texts:
         for piece in SIGNED:
             assert piece not in text  # ... and no link with it
+
+
+def test_downloads_run_concurrently_within_the_bound(sim: SimulatorServer, tmp_path: Path) -> None:
+    """With IG_MEDIA_CONCURRENCY=2 the first two downloads meet at a barrier (they could not if
+    downloads ran one after another), and never more than two are in flight."""
+    meet = threading.Barrier(2, timeout=10)
+    lock = threading.Lock()
+    state = {"seen": 0, "in_flight": 0, "most": 0}
+
+    def fn(request: Request, own: Answer) -> Response:
+        with lock:
+            state["seen"] += 1
+            state["in_flight"] += 1
+            state["most"] = max(state["most"], state["in_flight"])
+            first_two = state["seen"] <= 2
+        try:
+            if first_two:
+                meet.wait()  # BrokenBarrierError (a 500, reported) if the other never comes
+            return own()
+        finally:
+            with lock:
+                state["in_flight"] -= 1
+
+    sim.simulator.override("cdn", fn)
+    report = run(sim, tmp_path, IG_MEDIA_CONCURRENCY="2", IG_MAX_CONCURRENT_ACCOUNTS="1")
+    assert report.ok
+    assert not any(a.media_failed for a in report.accounts)
+    assert state["most"] == 2
+
+
+class _Unsized(BaseHTTPRequestHandler):
+    """A CDN that sends a body without Content-Length (HTTP/1.0, ended by closing)."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.end_headers()
+        for _ in range(64):
+            self.wfile.write(b"\0" * 16384)  # 1 MB in all
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Silent."""
+
+
+def test_a_body_without_length_is_stopped_at_the_cap() -> None:
+    """A body with no Content-Length is read until it passes the cap, then refused."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Unsized)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    async def fetch(max_bytes: int) -> Media:
+        async with MediaFetcher(max_bytes=max_bytes) as fetcher:
+            return await fetcher.fetch(f"http://127.0.0.1:{server.server_address[1]}/v.mp4")
+
+    try:
+        with pytest.raises(MediaError, match="download stopped"):
+            asyncio.run(fetch(100_000))
+        assert len(asyncio.run(fetch(2 * MB)).data) == MB
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -3,6 +3,7 @@ the page opened in headless Chromium with every host unreachable, every chart dr
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -148,3 +149,17 @@ def test_an_empty_lake_gives_a_page_that_says_so(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     page = (tmp_path / "report.html").read_text()
     assert "No stories were stored in these days." in page
+
+
+def test_curves_mark_hourly_and_sweep_points(made: tuple[Path, Path]) -> None:
+    """In the chart data, hourly snapshots are circles and the sweep's points diamonds; a story
+    that expired during the day ends its curve on a sweep point."""
+    page = made[0].read_text()
+    block = re.search(r'<script type="application/json" id="chart-data">(.*?)</script>', page, re.S)
+    assert block
+    charts = json.loads(block.group(1))
+    curves = [c for c in charts if "by story age" in c["figure"]["layout"]["title"]["text"]]
+    assert len(curves) == 2 * len(SEED_ACCOUNTS)
+    symbols = [t["marker"]["symbol"] for c in curves for t in c["figure"]["data"]]
+    assert any("circle" in s for s in symbols)
+    assert any(s[-1] == "diamond" and s[0] == "circle" for s in symbols)
