@@ -216,7 +216,10 @@ def test_a_body_without_length_is_stopped_at_the_cap() -> None:
     try:
         with pytest.raises(MediaError, match="download stopped"):
             asyncio.run(fetch(100_000))
-        assert len(asyncio.run(fetch(2 * MB)).data) == MB
+        media = asyncio.run(fetch(2 * MB))
+        assert media.size == MB
+        assert media.read() == b"\0" * MB
+        media.close()
     finally:
         server.shutdown()
         server.server_close()

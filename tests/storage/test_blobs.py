@@ -57,3 +57,16 @@ def test_a_bucket_serves_the_content_type_given(bucket: str) -> None:
         picture = client.bucket(bucket).get_blob(KEY)
     assert page.content_type.startswith("text/html")
     assert picture.content_type == "image/jpeg"
+
+
+def test_a_large_file_is_written_from_its_file_byte_for_byte(lake: Lake, tmp_path: Path) -> None:
+    """A file (a video spooled to disk) is written without being read whole first: past 8 MiB a
+    bucket takes it in a resumable upload; it reads back identical, and only once."""
+    body = bytes(range(256)) * (9 * 4096 + 7)  # just over 9 MiB
+    with (tmp_path / "video.mp4").open("w+b") as handle:
+        handle.write(body)
+        handle.seek(123)  # wherever the file stands, it is read from its start
+        key = KEY.replace(".jpg", ".mp4")
+        assert write_once(lake, key, handle, "video/mp4") is True
+        assert write_once(lake, key, handle, "video/mp4") is False
+    assert lake.backend.read(key)[0] == body

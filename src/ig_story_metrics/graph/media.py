@@ -1,8 +1,9 @@
 """Downloading story media from Meta's CDN: the signed `media_url` / `thumbnail_url` links.
 
 The CDN is not the Graph API: its own `httpx` client, no token, no usage headers, no Graph rate
-limits; a bound on downloads in flight (`concurrency`) instead. Each download is streamed and
-stopped as soon as it passes `max_bytes` (a `Content-Length` above the cap is refused before any
+limits; a bound on downloads in flight (`concurrency`) instead. Each download is streamed (to a
+temporary file past a few MB, so a large video never sits whole in memory) and stopped as soon
+as it passes `max_bytes` (a `Content-Length` above the cap is refused before any
 byte is read), and only an image or video content type is taken; the extension comes from it.
 
 A signed link is a credential of sorts and it expires: no message made here contains it. Every
@@ -13,8 +14,10 @@ network error), never where.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from dataclasses import dataclass
 from types import TracebackType
+from typing import IO, BinaryIO, cast
 
 import httpx
 
@@ -31,6 +34,7 @@ EXTENSIONS = {
     "video/quicktime": "mov",
 }
 MB = 1024 * 1024
+SPOOL = 8 * MB  # a download larger than this goes to a temporary file, not memory
 
 
 class MediaError(IgStoryMetricsError):
@@ -43,11 +47,20 @@ class MediaError(IgStoryMetricsError):
 
 @dataclass(frozen=True, slots=True)
 class Media:
-    """A downloaded file: its bytes, content type and the extension to store it under."""
+    """A downloaded file: its body (in memory up to SPOOL bytes, then on the temporary disk),
+    size, content type and the extension to store it under. Close it when stored."""
 
-    data: bytes
+    body: BinaryIO
+    size: int
     content_type: str
     extension: str
+
+    def read(self) -> bytes:
+        self.body.seek(0)
+        return self.body.read()
+
+    def close(self) -> None:
+        self.body.close()
 
 
 class MediaFetcher:
@@ -96,16 +109,24 @@ class MediaFetcher:
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.max_bytes:
                 raise MediaError(f"{_size(int(declared))} is larger than {_size(self.max_bytes)}")
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > self.max_bytes:
-                    raise MediaError(f"more than {_size(self.max_bytes)}: download stopped")
-                chunks.append(chunk)
+            body = tempfile.SpooledTemporaryFile(max_size=SPOOL)  # noqa: SIM115 - Media closes it
+            try:
+                size = await self._receive(response, body)
+            except BaseException:
+                body.close()
+                raise
+        return Media(cast(BinaryIO, body), size, kind, extension)
+
+    async def _receive(self, response: httpx.Response, body: IO[bytes]) -> int:
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise MediaError(f"more than {_size(self.max_bytes)}: download stopped")
+            body.write(chunk)
         if not size:
             raise MediaError("empty body")
-        return Media(b"".join(chunks), kind, extension)
+        return size
 
 
 def _check_status(response: httpx.Response) -> None:

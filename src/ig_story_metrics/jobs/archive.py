@@ -21,7 +21,7 @@ from datetime import date, datetime, timedelta
 
 from ig_story_metrics.clock import Deadline
 from ig_story_metrics.errors import StorageError
-from ig_story_metrics.graph.media import MediaError, MediaFetcher
+from ig_story_metrics.graph.media import Media, MediaError, MediaFetcher
 from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.model.story import Story
 from ig_story_metrics.storage import Lake
@@ -92,32 +92,33 @@ class Archive:
     async def _one(self, account: str, story: Story) -> str:
         """Download and store one story's media (and a video's thumbnail); the media's key."""
         assert story.media_url is not None  # noqa: S101 - filtered by the caller
-        media = await self.fetcher.fetch(story.media_url)
         folder = media_folder(account, self.day)
         if story.thumbnail_url:  # before the media: a stored media means "done" to later runs
-            try:
-                thumb = await self.fetcher.fetch(story.thumbnail_url)
-                key = f"{folder}/{story.id}{THUMBNAIL}{thumb.extension}"
-                await asyncio.to_thread(
-                    write_once,
-                    self.lake,
-                    key,
-                    thumb.data,
-                    thumb.content_type,
-                    deadline=self.deadline,
-                )
-            except (MediaError, StorageError) as exc:
-                log.warning(
-                    "%s: story %s: thumbnail not archived: %s",
-                    account,
-                    story.id,
-                    exc,
-                    extra={"event": "media_thumbnail_failed", "account": account},
-                )
-        key = f"{folder}/{story.id}.{media.extension}"
-        await asyncio.to_thread(
-            write_once, self.lake, key, media.data, media.content_type, deadline=self.deadline
-        )
+            await self._thumbnail(account, story.id, story.thumbnail_url, folder)
+        media = await self.fetcher.fetch(story.media_url)
+        return await self._store(media, f"{folder}/{story.id}.{media.extension}")
+
+    async def _thumbnail(self, account: str, story_id: str, url: str, folder: str) -> None:
+        """A video's thumbnail; a failure is logged (the video itself is what counts)."""
+        try:
+            thumb = await self.fetcher.fetch(url)
+            await self._store(thumb, f"{folder}/{story_id}{THUMBNAIL}{thumb.extension}")
+        except (MediaError, StorageError) as exc:
+            log.warning(
+                "%s: story %s: thumbnail not archived: %s",
+                account,
+                story_id,
+                exc,
+                extra={"event": "media_thumbnail_failed", "account": account},
+            )
+
+    async def _store(self, media: Media, key: str) -> str:
+        try:
+            await asyncio.to_thread(
+                write_once, self.lake, key, media.body, media.content_type, deadline=self.deadline
+            )
+        finally:
+            media.close()
         return key
 
 

@@ -7,7 +7,7 @@ and gives up with a `StorageError` when it has passed; `None` means no limit (te
 from __future__ import annotations
 
 import contextlib
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from ig_story_metrics.clock import Deadline
 from ig_story_metrics.errors import StorageError
@@ -36,13 +36,14 @@ class Backend(Protocol):
     def write(
         self,
         key: str,
-        data: bytes,
+        data: bytes | BinaryIO,
         *,
         if_generation: int,
         deadline: Deadline | None = None,
         content_type: str | None = None,
     ) -> None:
         """Replace the object atomically if its generation is still `if_generation`, else conflict.
+        `data`: the bytes, or a file read from its start (large media, never whole in memory).
         `content_type`: what a bucket serves it as (default: from the key, Parquet or JSON)."""
         ...
 

@@ -11,6 +11,8 @@ Both writes are atomic (local: temp file + rename; GCS: one upload with a genera
 
 from __future__ import annotations
 
+from typing import BinaryIO
+
 from ig_story_metrics.clock import Deadline
 from ig_story_metrics.storage.backend import ConflictError
 from ig_story_metrics.storage.lake import Lake
@@ -34,9 +36,15 @@ def put(
 
 
 def write_once(
-    lake: Lake, key: str, data: bytes, content_type: str, *, deadline: Deadline | None = None
+    lake: Lake,
+    key: str,
+    data: bytes | BinaryIO,
+    content_type: str,
+    *,
+    deadline: Deadline | None = None,
 ) -> bool:
-    """Write `data` at `key` unless an object is there already: True when this call wrote it."""
+    """Write `data` (bytes, or a file read from its start) at `key` unless an object is there
+    already: True when this call wrote it."""
     if exists(lake, key):
         return False
     try:

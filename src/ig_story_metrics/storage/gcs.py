@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from typing import Any
+from typing import Any, BinaryIO
 
 from ig_story_metrics.clock import Deadline
 from ig_story_metrics.storage.backend import (
@@ -130,7 +130,7 @@ class GcsBackend:
     def write(
         self,
         key: str,
-        data: bytes,
+        data: bytes | BinaryIO,
         *,
         if_generation: int,
         deadline: Deadline | None = None,
@@ -142,14 +142,17 @@ class GcsBackend:
         blob = self._blob(key, "write")
         if content_type is None:
             content_type = PARQUET_CONTENT_TYPE if key.endswith(".parquet") else JSON_CONTENT_TYPE
+        upload = dict(
+            content_type=content_type,
+            if_generation_match=if_generation,
+            retry=self._retry(retry_for),  # safe: the upload always carries the precondition
+            timeout=timeout,
+        )
         try:
-            blob.upload_from_string(
-                data,
-                content_type=content_type,
-                if_generation_match=if_generation,
-                retry=self._retry(retry_for),  # safe: the upload always carries the precondition
-                timeout=timeout,
-            )
+            if isinstance(data, bytes):
+                blob.upload_from_string(data, **upload)
+            else:  # a file (large media): streamed, in chunks past 8 MiB
+                blob.upload_from_file(data, rewind=True, **upload)
         except PreconditionFailed as exc:
             _release(exc)
             raise ConflictError(f"{self.url(key)} changed while it was being merged") from None

@@ -14,9 +14,11 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from ig_story_metrics.clock import Deadline
 from ig_story_metrics.storage import locks
@@ -57,7 +59,7 @@ class LocalBackend:
     def write(
         self,
         key: str,
-        data: bytes,
+        data: bytes | BinaryIO,
         *,
         if_generation: int,
         deadline: Deadline | None = None,
@@ -71,7 +73,11 @@ class LocalBackend:
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             try:
                 with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
+                    if isinstance(data, bytes):
+                        handle.write(data)
+                    else:
+                        data.seek(0)
+                        shutil.copyfileobj(data, handle)
                     handle.flush()
                     os.fsync(handle.fileno())
                 os.replace(tmp, path)
