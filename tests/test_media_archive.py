@@ -223,3 +223,27 @@ def test_a_body_without_length_is_stopped_at_the_cap() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_stalled_download_is_cut_off_and_the_rows_are_stored(
+    sim: SimulatorServer, tmp_path: Path
+) -> None:
+    """One story's CDN answer never comes within the run: the archive gives up on it at its share
+    of the budget, and every row is stored (the story reported, tried again next run)."""
+    victim = sim.simulator.world.live_stories("NPI")[0].id
+    release = threading.Event()
+
+    def stall(request: Request, own: Answer) -> Response:
+        if request.params["media"] == victim:
+            release.wait(timeout=30)
+        return own()
+
+    sim.simulator.override("cdn", stall)
+    try:
+        report = run(sim, tmp_path, IG_RUN_BUDGET_SECONDS="4")
+    finally:
+        release.set()
+    assert report.ok
+    npi = next(a for a in report.accounts if a.account == "NPI")
+    assert "time budget" in npi.media_failed[victim]
+    assert stored(tmp_path).height == live_count(sim)

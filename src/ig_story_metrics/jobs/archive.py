@@ -68,14 +68,20 @@ class Archive:
         for story in todo:
             if not story.media_url:
                 done.failed[story.id] = "the listing gave no media_url"
-        results = await asyncio.gather(
-            *(self._one(account.name, s) for s in todo if s.media_url), return_exceptions=True
-        )
-        for story, result in zip([s for s in todo if s.media_url], results, strict=True):
-            if isinstance(result, BaseException):
-                done.failed[story.id] = _why(result)
+        tasks = {
+            s.id: asyncio.ensure_future(self._one(account.name, s)) for s in todo if s.media_url
+        }
+        if tasks:  # downloads still running when the deadline comes are cut off
+            left = None if self.deadline is None else max(self.deadline.remaining(), 0)
+            await asyncio.wait(tasks.values(), timeout=left)
+        for story_id, task in tasks.items():
+            if not task.done():
+                task.cancel()
+                done.failed[story_id] = "not archived within the run's time budget"
+            elif (error := task.exception()) is not None:
+                done.failed[story_id] = _why(error)
             else:
-                done.paths[story.id] = result
+                done.paths[story_id] = task.result()
                 done.written += 1
         return done
 
@@ -83,7 +89,7 @@ class Archive:
         """Story id -> media key, for media archived today or yesterday."""
         found: dict[str, str] = {}
         for day in (self.day - timedelta(days=1), self.day):
-            for key in self.lake.backend.keys(media_folder(account, day)):
+            for key in self.lake.backend.keys(media_folder(account, day), deadline=self.deadline):
                 name = key.rsplit("/", 1)[-1]
                 if THUMBNAIL not in name and "." in name:
                     found[name.split(".", 1)[0]] = key

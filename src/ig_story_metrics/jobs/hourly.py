@@ -39,6 +39,9 @@ from ig_story_metrics.storage import Lake, open_lake
 
 # The Graph calls get 90 % of the budget: the rest is kept for writing what was captured.
 GRAPH_SHARE = 0.9
+# The media archive (beside the Graph calls) gets at most half: a slow CDN or bucket must leave the
+# rows, which wait for it, their time to be stored.
+ARCHIVE_SHARE = 0.5
 
 
 def lake_for(settings: Settings) -> Lake:
@@ -135,7 +138,9 @@ async def _archiving(
         timeout_seconds=settings.request_timeout_seconds,
         transport=transport,
     ) as fetcher:
-        yield replace(ctx, archive=Archive(lake, fetcher, ctx.fetched_at, ctx.write_deadline))
+        # half the budget at most: the rows wait for the archive, and they matter more
+        budget = ctx.write_deadline.share(ARCHIVE_SHARE) if ctx.write_deadline else None
+        yield replace(ctx, archive=Archive(lake, fetcher, ctx.fetched_at, budget))
 
 
 async def _contained(account: Account, job: Awaitable[AccountReport]) -> AccountReport:

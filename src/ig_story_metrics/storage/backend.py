@@ -58,7 +58,7 @@ class Backend(Protocol):
         still `if_generation`; `ConflictError` when either precondition fails."""
         ...
 
-    def keys(self, prefix: str) -> list[str]:
+    def keys(self, prefix: str, *, deadline: Deadline | None = None) -> list[str]:
         """The keys of the objects under `prefix` (a folder), sorted; hidden local files excluded."""
         ...
 

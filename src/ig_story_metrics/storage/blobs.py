@@ -45,7 +45,7 @@ def write_once(
 ) -> bool:
     """Write `data` (bytes, or a file read from its start) at `key` unless an object is there
     already: True when this call wrote it."""
-    if exists(lake, key):
+    if exists(lake, key, deadline=deadline):
         return False
     try:
         lake.backend.write(key, data, if_generation=0, deadline=deadline, content_type=content_type)
@@ -54,7 +54,7 @@ def write_once(
     return True
 
 
-def exists(lake: Lake, key: str) -> bool:
+def exists(lake: Lake, key: str, *, deadline: Deadline | None = None) -> bool:
     """Whether an object is stored at `key` (a listing of its folder: the object is not read)."""
     folder = key.rsplit("/", 1)[0] if "/" in key else ""
-    return key in lake.backend.keys(folder)
+    return key in lake.backend.keys(folder, deadline=deadline)

@@ -211,9 +211,9 @@ class GcsBackend:
             _release(exc)
             raise StorageError(self._describe("move aside", key, exc, retry_for)) from None
 
-    def keys(self, prefix: str) -> list[str]:
+    def keys(self, prefix: str, *, deadline: Deadline | None = None) -> list[str]:
         folder = self.object_name(prefix.rstrip("/") + "/")
-        retry_for, timeout = self._bounds(None, "list", prefix)
+        retry_for, timeout = self._bounds(deadline, "list", prefix)
         try:
             blobs = self.client().list_blobs(
                 self.bucket, prefix=folder, retry=self._retry(retry_for), timeout=timeout

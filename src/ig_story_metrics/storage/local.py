@@ -123,7 +123,7 @@ class LocalBackend:
         except OSError as exc:
             raise StorageError(f"cannot move {path} aside: {exc.strerror or exc}") from None
 
-    def keys(self, prefix: str) -> list[str]:
+    def keys(self, prefix: str, *, deadline: Deadline | None = None) -> list[str]:
         folder = self.root / prefix
         try:
             found = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")]
