@@ -2,7 +2,7 @@
 
 Exit codes: 0 every account captured, 1 at least one account failed (the others are stored),
 2 usage or configuration error. The commands live by theme in `capture.py` (run, sweep, audit,
-demo), `simulate.py` and `tokens.py` (accounts, tokens); `common.py` holds the app.
+demo), `report.py` (the HTML report), `simulate.py` and `tokens.py` (accounts, tokens); `common.py` holds the app.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from ig_story_metrics import logs, settings
-from ig_story_metrics.cli import capture, final, simulate, tokens
+from ig_story_metrics.cli import capture, final, report, simulate, tokens
 from ig_story_metrics.cli.common import EXIT_FAILED, app
 
-__all__ = ["app", "capture", "final", "main", "simulate", "tokens"]
+__all__ = ["app", "capture", "final", "main", "report", "simulate", "tokens"]
 
 
 def main() -> None:

@@ -23,7 +23,9 @@ from ig_story_metrics.graph.paging import Pager
 from ig_story_metrics.model.story import Story, parse_timestamp
 
 PAGE_LIMIT = 50
-STORY_FIELDS = "id,media_type,media_product_type,permalink,caption,timestamp"
+STORY_FIELDS = (
+    "id,media_type,media_product_type,permalink,caption,timestamp,media_url,thumbnail_url"
+)
 
 
 @dataclass(slots=True)
@@ -130,4 +132,13 @@ def parse_story(item: object) -> Story | str:
         permalink=_text(item.get("permalink")),
         caption=_text(item.get("caption")),
         problem=problem,
+        media_url=_link(item.get("media_url")),
+        thumbnail_url=_link(item.get("thumbnail_url")),
     )
+
+
+def _link(value: object) -> str | None:
+    """A CDN link to download from: an http(s) URL, else None (never shown: it is signed)."""
+    if isinstance(value, str) and value.startswith(("https://", "http://")) and value.isascii():
+        return value
+    return None

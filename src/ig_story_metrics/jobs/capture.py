@@ -30,6 +30,7 @@ from ig_story_metrics.graph.client import GraphClient, Session
 from ig_story_metrics.graph.errors import AccountFatal, GraphError
 from ig_story_metrics.graph.outcome import Outcome, read_outcomes
 from ig_story_metrics.graph.stories import Listing, list_stories
+from ig_story_metrics.jobs.archive import Archived
 from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.model.snapshot import SNAPSHOTS, Capture, snapshot_row
 from ig_story_metrics.model.story import Story, oldest_first
@@ -41,6 +42,8 @@ StoryFilter = Callable[[Sequence[Story]], Sequence[Story]]
 # Where a job's stories come from: the listing (default), or a plan made beforehand (the sweep's
 # stories from the lake's last hourly listing).
 StorySource = Callable[[GraphClient, Session], Awaitable[Listing]]
+# The media archive of a run (jobs/archive.py): runs beside the insights calls, never raises.
+Archiver = Callable[[Account, Sequence[Story]], Awaitable[Archived]]
 log = logging.getLogger(__name__)
 
 
@@ -58,6 +61,7 @@ class RunContext:
     api_version: str
     write_deadline: Deadline | None = None
     capture: Capture = "hourly"
+    archive: Archiver | None = None  # the media archive (hourly runs with IG_ARCHIVE_MEDIA on)
 
 
 async def capture_account(
@@ -73,7 +77,8 @@ async def capture_account(
     """List, fetch, store one account; every failure ends up in the report, never raised.
 
     `select` narrows the listed stories to those this job snapshots (the sweep's expiring ones);
-    `source` replaces the listing call (a plan made beforehand).
+    `source` replaces the listing call (a plan made beforehand); `ctx.archive` archives the
+    stories' media while their insights are read.
     """
     started = time.monotonic()
     report = AccountReport(account=account.name, ig_user_id=account.ig_user_id)
@@ -86,9 +91,15 @@ async def capture_account(
         chosen = listing.stories if select is None else select(listing.stories)
         report.not_due = report.listed - len(chosen)
         stories = oldest_first(chosen)
-        read = await read_outcomes(client, session, stories, clock)
+        media = asyncio.ensure_future(ctx.archive(account, stories)) if ctx.archive else None
+        try:
+            read = await read_outcomes(client, session, stories, clock)
+        finally:
+            archived = await media if media else None
         report.warnings.extend(scrub(why) for why in read.warnings)
         rows = _rows(account, stories, read.outcomes, ctx, report)
+        if archived is not None:
+            _media(rows, archived, report)
         report.rejected_metrics = read.refused_metrics
         _stop_if(read.error or listing.error)  # the rows above are stored all the same
     except AccountFatal as exc:
@@ -103,6 +114,18 @@ async def capture_account(
     _fail_without_metrics(report)
     report.duration_seconds = round(time.monotonic() - started, 3)
     return report
+
+
+def _media(rows: list[dict[str, object]], archived: Archived, report: AccountReport) -> None:
+    """Each row's `media_path`, and what the archive did, in the report (a warning per failure)."""
+    for row in rows:
+        row["media_path"] = archived.paths.get(str(row["story_id"]))
+    report.media_archived = archived.written
+    report.media_failed = {k: scrub(v) for k, v in archived.failed.items()}
+    report.warnings.extend(
+        f"media of story {story_id} not archived (tried again next run): {why}"
+        for story_id, why in report.media_failed.items()
+    )
 
 
 def _stop_if(failure: Exception | None) -> None:

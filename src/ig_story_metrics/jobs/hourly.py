@@ -7,16 +7,20 @@ is recorded in its report and never stops the others (see `jobs/capture.py`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Mapping, Sequence
-from datetime import UTC
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 
 from pydantic import SecretStr
 
 from ig_story_metrics.clock import Clock, Deadline, utc_now
 from ig_story_metrics.graph.client import Transport
+from ig_story_metrics.graph.media import MB, MediaFetcher
 from ig_story_metrics.graph.retry import RetryPolicy
 from ig_story_metrics.jobs import finalize
+from ig_story_metrics.jobs.archive import Archive
 from ig_story_metrics.jobs.capture import (
     RunContext,
     StoryFilter,
@@ -36,6 +40,9 @@ from ig_story_metrics.storage import Lake, open_lake
 
 # The Graph calls get 90 % of the budget: the rest is kept for writing what was captured.
 GRAPH_SHARE = 0.9
+# The media archive (beside the Graph calls) gets at most half: a slow CDN or bucket must leave the
+# rows, which wait for it, their time to be stored.
+ARCHIVE_SHARE = 0.5
 
 
 def lake_for(settings: Settings) -> Lake:
@@ -67,9 +74,7 @@ async def capture_async(
     started = time.monotonic()
     fetched_at = clock().astimezone(UTC)
     budget = Deadline(settings.run_budget_seconds)
-    ctx = RunContext(
-        run_id or new_run_id(fetched_at), fetched_at, settings.graph_api_version, budget, capture
-    )
+    ctx = _context(settings, run_id or new_run_id(fetched_at), fetched_at, budget, capture)
     planned = sources or {}
     opened = lake or lake_for(settings)
     gate = asyncio.Semaphore(settings.max_concurrent_accounts)
@@ -88,13 +93,16 @@ async def capture_async(
     register_secrets(t.get_secret_value() for t in tokens.values())
 
     try:
-        async with clients_for(
-            settings,
-            (a.login for a in accounts),
-            transport=transport,
-            policy=policy,
-            deadline=budget.share(GRAPH_SHARE),
-        ) as clients:
+        async with (
+            clients_for(
+                settings,
+                (a.login for a in accounts),
+                transport=transport,
+                policy=policy,
+                deadline=budget.share(GRAPH_SHARE),
+            ) as clients,
+            _archiving(settings, ctx, opened, transport) as ctx,
+        ):
             reports = await asyncio.gather(*(one(a) for a in accounts))
     finally:
         if lake is None:  # opened here, so closed here (the GCS client holds connections)
@@ -108,6 +116,32 @@ async def capture_async(
         accounts=list(reports),
         duration_seconds=round(time.monotonic() - started, 3),
     )
+
+
+def _context(
+    settings: Settings, run_id: str, at: datetime, budget: Deadline, capture: Capture
+) -> RunContext:
+    return RunContext(run_id, at, settings.graph_api_version, budget, capture)
+
+
+@contextlib.asynccontextmanager
+async def _archiving(
+    settings: Settings, ctx: RunContext, lake: Lake, transport: Transport | None
+) -> AsyncIterator[RunContext]:
+    """The run's context with its media archive (jobs/archive.py): hourly runs only (they see
+    every story first), when IG_ARCHIVE_MEDIA is on. `transport` (tests) serves the CDN too."""
+    if not settings.archive_media or ctx.capture != "hourly":
+        yield ctx
+        return
+    async with MediaFetcher(
+        max_bytes=int(settings.media_max_mb * MB),
+        concurrency=settings.media_concurrency,
+        timeout_seconds=settings.request_timeout_seconds,
+        transport=transport,
+    ) as fetcher:
+        # half the budget at most: the rows wait for the archive, and they matter more
+        budget = ctx.write_deadline.share(ARCHIVE_SHARE) if ctx.write_deadline else None
+        yield replace(ctx, archive=Archive(lake, fetcher, ctx.fetched_at, budget))
 
 
 async def _contained(account: Account, job: Awaitable[AccountReport]) -> AccountReport:

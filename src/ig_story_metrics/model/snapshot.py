@@ -75,6 +75,14 @@ COLUMNS: tuple[Column, ...] = (
         "expire); null in files older than the column, which hold hourly snapshots",
         enum=CAPTURES,
     ),
+    Column(
+        "media_path",
+        "str",
+        True,
+        "where the story's image or video is archived in the lake, e.g. "
+        "Instagram/NPI/media/stories/2026-11-24/1801.jpg; null when it is not (yet), or in files "
+        "older than the column",
+    ),
     Column("insights_status", "str", False, "one of: " + ", ".join(STATUSES), enum=STATUSES),
     Column(
         "insights_error",
@@ -115,6 +123,7 @@ def snapshot_row(
     status: InsightsStatus,
     error: str | None = None,
     capture: Capture = "hourly",
+    media_path: str | None = None,
 ) -> dict[str, object]:
     """One row of the stored table; metric columns not in `metrics` are null; the error text is
     scrubbed of secrets (Meta may echo a token in a message)."""
@@ -135,6 +144,7 @@ def snapshot_row(
     }
     row.update({name: metrics.get(name) for name in METRIC_COLUMNS})
     row["capture"] = capture
+    row["media_path"] = media_path
     row.update(
         insights_status=status,
         insights_error=None if error is None else scrub(error),

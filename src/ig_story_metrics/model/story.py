@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 STORY_LIFETIME = timedelta(hours=24)
@@ -15,6 +15,9 @@ class Story:
 
     `posted_at` is None only when the listing gave no usable timestamp; `problem` then says what
     it gave (the story still gets its row, with status `error`).
+
+    `media_url` and `thumbnail_url` are Meta's signed CDN links: they are used once, to archive
+    the media (jobs/archive.py), and never stored, logged or shown (left out of `repr`).
     """
 
     id: str
@@ -24,6 +27,8 @@ class Story:
     permalink: str | None = None
     caption: str | None = None
     problem: str | None = None
+    media_url: str | None = field(default=None, repr=False, compare=False)
+    thumbnail_url: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def expires_at(self) -> datetime | None:

@@ -40,6 +40,10 @@ class AccountReport(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     problems: list[StoryProblem] = Field(default_factory=list)
     rejected_metrics: list[str] = Field(default_factory=list)
+    # the media archive (jobs/archive.py): files written this run, stories whose media was not
+    # archived and why (tried again next run); a failure here never fails the account
+    media_archived: int = 0
+    media_failed: dict[str, str] = Field(default_factory=dict)
     http_requests: int = 0
     operations: int = 0
     retries: int = 0

@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     sweep_window_minutes: float = Field(
         default=12.0, gt=0, le=120, validation_alias="IG_SWEEP_WINDOW_MINUTES"
     )
+    # The media archive (jobs/archive.py): each story's image or video, at first sight, into the
+    # lake; downloads are bounded in number and size, outside the Graph API's rate limits.
+    archive_media: bool = Field(default=True, validation_alias="IG_ARCHIVE_MEDIA")
+    media_max_mb: float = Field(default=200.0, gt=0, le=4096, validation_alias="IG_MEDIA_MAX_MB")
+    media_concurrency: int = Field(default=4, ge=1, le=32, validation_alias="IG_MEDIA_CONCURRENCY")
     # The platform's and the Google libraries' own variables, read here like every other setting.
     storage_emulator_host: str | None = Field(
         default=None, validation_alias="STORAGE_EMULATOR_HOST"

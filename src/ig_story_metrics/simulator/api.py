@@ -26,10 +26,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
-from ig_story_metrics.simulator import routes
+from ig_story_metrics.simulator import cdn, routes
 from ig_story_metrics.simulator.faults import Dice, Faults
 from ig_story_metrics.simulator.protocol import (
     Answer,
@@ -82,6 +82,13 @@ ROUTES = (
         routes.insights,
     ),
     Route("batch", "POST", re.compile(r"^/(?:v\d+\.\d+)?/?$"), routes.batch),
+    # Story media on the CDN (signed, expiring links from the listing's media_url): not the Graph API
+    Route(
+        "cdn",
+        "GET",
+        re.compile(r"^/cdn/stories/(?P<media>\d+)\.(?P<kind>mp4|png|thumb\.png)$"),
+        cdn.serve,
+    ),
 )
 ROUTE_NAMES = tuple(r.name for r in ROUTES)
 
@@ -108,6 +115,7 @@ class GraphSimulator:
         self.faults = faults or Faults()
         self.dice = Dice(self.faults)
         self.shaper = Shaper(self.faults, self.dice, shape)
+        self.media_link_ttl = timedelta(hours=6)  # how long a listed media_url works (cdn.py)
         self.vanished: set[str] = set()  # stories deleted after they were listed (expire_rate)
         self._blocked_until: dict[str, float] = {}  # account -> time.monotonic() a burst ends
         self.lock = threading.Lock()
@@ -120,7 +128,7 @@ class GraphSimulator:
     # -- entry point --------------------------------------------------------------------------
 
     def handle(self, request: Request, *, top_level: bool = True) -> Response:
-        if top_level:
+        if top_level and not request.path.startswith("/cdn/"):  # the CDN is not the Graph API
             with self.lock:
                 self.stats.http_requests += 1
                 if "access_token=" in request.path or "access_token" in request.query:

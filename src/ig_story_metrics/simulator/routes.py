@@ -11,6 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from ig_story_metrics.simulator import cdn
 from ig_story_metrics.simulator.protocol import (
     Request,
     Response,
@@ -121,7 +122,10 @@ def stories(sim: GraphSimulator, request: Request) -> Response:
     if offset and page and duplicate:
         page = [live[offset - 1], *page]  # the previous page's last story, again
     fields = [f for f in request.query.get("fields", "id").split(",") if f]
-    data = [{k: v for k, v in _listed(sim, s).items() if k in fields or k == "id"} for s in page]
+    data = [
+        {k: v for k, v in _listed(sim, s, request).items() if k in fields or k == "id"}
+        for s in page
+    ]
     body: dict[str, Any] = {"data": data}
     if live:
         body["paging"] = {"cursors": {"before": _cursor(offset), "after": _cursor(after)}}
@@ -135,9 +139,9 @@ def stories(sim: GraphSimulator, request: Request) -> Response:
     return 200, headers, body
 
 
-def _listed(sim: GraphSimulator, story: SimStory) -> dict[str, object]:
-    """The story's listing item, with the listing faults of this story."""
-    item = story.listing()
+def _listed(sim: GraphSimulator, story: SimStory, request: Request) -> dict[str, object]:
+    """The story's listing item (with its CDN links), with the listing faults of this story."""
+    item = {**story.listing(), **cdn.links(sim, story, request)}
     faults, roll = sim.faults, sim.dice.roll
     if roll("timestamp", story.id, faults.bad_timestamp_rate, repeat=False):
         item["timestamp"] = BAD_TIMESTAMPS[sum(map(int, story.id)) % len(BAD_TIMESTAMPS)]

@@ -7,7 +7,7 @@ and gives up with a `StorageError` when it has passed; `None` means no limit (te
 from __future__ import annotations
 
 import contextlib
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from ig_story_metrics.clock import Deadline
 from ig_story_metrics.errors import StorageError
@@ -34,9 +34,17 @@ class Backend(Protocol):
         ...
 
     def write(
-        self, key: str, data: bytes, *, if_generation: int, deadline: Deadline | None = None
+        self,
+        key: str,
+        data: bytes | BinaryIO,
+        *,
+        if_generation: int,
+        deadline: Deadline | None = None,
+        content_type: str | None = None,
     ) -> None:
-        """Replace the object atomically if its generation is still `if_generation`, else conflict."""
+        """Replace the object atomically if its generation is still `if_generation`, else conflict.
+        `data`: the bytes, or a file read from its start (large media, never whole in memory).
+        `content_type`: what a bucket serves it as (default: from the key, Parquet or JSON)."""
         ...
 
     def children(self, prefix: str) -> list[str]:
@@ -50,7 +58,7 @@ class Backend(Protocol):
         still `if_generation`; `ConflictError` when either precondition fails."""
         ...
 
-    def keys(self, prefix: str) -> list[str]:
+    def keys(self, prefix: str, *, deadline: Deadline | None = None) -> list[str]:
         """The keys of the objects under `prefix` (a folder), sorted; hidden local files excluded."""
         ...
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from typing import Any
+from typing import Any, BinaryIO
 
 from ig_story_metrics.clock import Deadline
 from ig_story_metrics.storage.backend import (
@@ -128,21 +128,31 @@ class GcsBackend:
         return data, int(generation)
 
     def write(
-        self, key: str, data: bytes, *, if_generation: int, deadline: Deadline | None = None
+        self,
+        key: str,
+        data: bytes | BinaryIO,
+        *,
+        if_generation: int,
+        deadline: Deadline | None = None,
+        content_type: str | None = None,
     ) -> None:
         from google.api_core.exceptions import PreconditionFailed  # noqa: PLC0415
 
         retry_for, timeout = self._bounds(deadline, "write", key)
         blob = self._blob(key, "write")
-        content_type = PARQUET_CONTENT_TYPE if key.endswith(".parquet") else JSON_CONTENT_TYPE
+        if content_type is None:
+            content_type = PARQUET_CONTENT_TYPE if key.endswith(".parquet") else JSON_CONTENT_TYPE
+        upload = dict(
+            content_type=content_type,
+            if_generation_match=if_generation,
+            retry=self._retry(retry_for),  # safe: the upload always carries the precondition
+            timeout=timeout,
+        )
         try:
-            blob.upload_from_string(
-                data,
-                content_type=content_type,
-                if_generation_match=if_generation,
-                retry=self._retry(retry_for),  # safe: the upload always carries the precondition
-                timeout=timeout,
-            )
+            if isinstance(data, bytes):
+                blob.upload_from_string(data, **upload)
+            else:  # a file (large media): streamed, in chunks past 8 MiB
+                blob.upload_from_file(data, rewind=True, **upload)
         except PreconditionFailed as exc:
             _release(exc)
             raise ConflictError(f"{self.url(key)} changed while it was being merged") from None
@@ -201,9 +211,9 @@ class GcsBackend:
             _release(exc)
             raise StorageError(self._describe("move aside", key, exc, retry_for)) from None
 
-    def keys(self, prefix: str) -> list[str]:
+    def keys(self, prefix: str, *, deadline: Deadline | None = None) -> list[str]:
         folder = self.object_name(prefix.rstrip("/") + "/")
-        retry_for, timeout = self._bounds(None, "list", prefix)
+        retry_for, timeout = self._bounds(deadline, "list", prefix)
         try:
             blobs = self.client().list_blobs(
                 self.bucket, prefix=folder, retry=self._retry(retry_for), timeout=timeout

@@ -14,9 +14,11 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from ig_story_metrics.clock import Deadline
 from ig_story_metrics.storage import locks
@@ -55,7 +57,13 @@ class LocalBackend:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from None
 
     def write(
-        self, key: str, data: bytes, *, if_generation: int, deadline: Deadline | None = None
+        self,
+        key: str,
+        data: bytes | BinaryIO,
+        *,
+        if_generation: int,
+        deadline: Deadline | None = None,
+        content_type: str | None = None,  # a file has none: its extension says what it holds
     ) -> None:
         path = self.root / key
         if self._generation(path) != if_generation:
@@ -65,7 +73,11 @@ class LocalBackend:
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             try:
                 with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
+                    if isinstance(data, bytes):
+                        handle.write(data)
+                    else:
+                        data.seek(0)
+                        shutil.copyfileobj(data, handle)
                     handle.flush()
                     os.fsync(handle.fileno())
                 os.replace(tmp, path)
@@ -111,7 +123,7 @@ class LocalBackend:
         except OSError as exc:
             raise StorageError(f"cannot move {path} aside: {exc.strerror or exc}") from None
 
-    def keys(self, prefix: str) -> list[str]:
+    def keys(self, prefix: str, *, deadline: Deadline | None = None) -> list[str]:
         folder = self.root / prefix
         try:
             found = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")]
