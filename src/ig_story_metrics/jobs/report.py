@@ -1,5 +1,7 @@
 """The HTML report job: read the last days' snapshots back from the lake, build what each account's
 section shows (`model.stories`, the audit's coverage), render it (`report.html`), and publish it.
+A story's final values come from the final-values table when it has been finalized (its last
+snapshot values filled with Meta's webhook values), from its snapshots otherwise.
 
     build(lake, now=..., days=7)            -> StoriesReport (the data of the page)
     publish(lake, html, day)                -> the URL of reports/{day}/report.html in the lake
@@ -20,6 +22,7 @@ from ig_story_metrics.jobs.archive import THUMBNAIL
 from ig_story_metrics.jobs.audit import read_days, report_for
 from ig_story_metrics.model import stories
 from ig_story_metrics.model.coverage import TAKEN
+from ig_story_metrics.model.final import STORY_FINAL
 from ig_story_metrics.report.html import AccountSection, StoriesReport, Thumbnail
 from ig_story_metrics.storage import Lake
 from ig_story_metrics.storage.blobs import put
@@ -56,7 +59,9 @@ def build(
 
 
 def _section(lake: Lake, account: str, rows: pl.DataFrame) -> AccountSection:
-    finals = stories.story_finals(rows)
+    finals = stories.with_final_values(
+        stories.story_finals(rows), _final_table(lake, account, rows)
+    )
     best, worst = stories.best_and_worst(finals)
     snapshots = rows.filter(pl.col("insights_status").is_in(TAKEN)).height
     return AccountSection(
@@ -68,6 +73,14 @@ def _section(lake: Lake, account: str, rows: pl.DataFrame) -> AccountSection:
         worst=worst,
         thumbnails=_thumbnails(lake, pl.concat([best, worst]).unique("story_id")),
     )
+
+
+def _final_table(lake: Lake, account: str, rows: pl.DataFrame) -> pl.DataFrame:
+    """The final-values table's rows of the account's stories (empty where not finalized yet)."""
+    posted = rows["posted_at"].drop_nulls().dt.date().unique().sort().to_list()
+    parts = [lake.read(STORY_FINAL, account, day) for day in posted]
+    found = [part for part in parts if not part.is_empty()]
+    return pl.concat(found, how="diagonal_relaxed") if found else pl.DataFrame()
 
 
 def _thumbnails(lake: Lake, chosen: pl.DataFrame) -> dict[str, Thumbnail]:

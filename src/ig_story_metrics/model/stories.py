@@ -71,10 +71,54 @@ def story_finals(snapshots: pl.DataFrame) -> pl.DataFrame:
         pl.col("media_path").drop_nulls().last(),
         taken.sum().alias("snapshots"),
     )
+    return with_rates(finals).sort("account", "posted_at", "story_id", nulls_last=True)
+
+
+def with_rates(finals: pl.DataFrame) -> pl.DataFrame:
+    """The exit rate `taps_exit / views` and the completion proxy `1 - taps_exit / views`."""
     exit_rate = pl.when(pl.col("views") > 0).then(pl.col("taps_exit") / pl.col("views"))
-    return finals.with_columns(
-        exit_rate.alias("exit_rate"), (1 - exit_rate).alias("completion")
-    ).sort("account", "posted_at", "story_id", nulls_last=True)
+    return finals.with_columns(exit_rate.alias("exit_rate"), (1 - exit_rate).alias("completion"))
+
+
+# The final-values table's webhook columns that stand for a report metric (the legacy `exits` is
+# a tap out of the story).
+WEBHOOK_OF = {
+    "views": "webhook_views",
+    "reach": "webhook_reach",
+    "replies": "webhook_replies",
+    "shares": "webhook_shares",
+    "taps_forward": "webhook_taps_forward",
+    "taps_exit": "webhook_exits",
+}
+
+
+def with_final_values(finals: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
+    """`finals` (from `story_finals`) with the final-values table's word where it has the story:
+    its metrics (the last snapshot values, filled with Meta's webhook values where no poll read
+    one), `final_source` and `complete`. Without a table (not finalized yet) the snapshots' values
+    stand, and `final_source`/`complete` are null."""
+    extra = {"final_source": pl.String(), "complete": pl.Boolean()}
+    if table.is_empty() or "story_id" not in table.columns:
+        return finals.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in extra.items())
+    metrics = [m for m in FINAL_METRICS if m in table.columns]
+
+    def final(metric: str) -> pl.Expr:
+        hook = WEBHOOK_OF.get(metric)
+        own = pl.col(metric).cast(pl.Int64)
+        value = pl.coalesce(own, pl.col(hook).cast(pl.Int64)) if hook in table.columns else own
+        return value.alias(f"{metric}__final")
+
+    picked = table.select(
+        pl.col("story_id").cast(pl.String),
+        *(final(m) for m in metrics),
+        *(_optional(table, c, t).cast(t) for c, t in extra.items()),
+    ).unique("story_id", keep="last")
+    joined = finals.join(picked, on="story_id", how="left")
+    return with_rates(
+        joined.with_columns(
+            pl.coalesce(pl.col(f"{m}__final"), pl.col(m)).alias(m) for m in metrics
+        ).drop(f"{m}__final" for m in metrics)
+    )
 
 
 def _sum(frame: pl.DataFrame, name: str) -> int | None:
