@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     # Checked strictly at start (model/location.py): a typo must not send the lake elsewhere.
     storage_url: str = Field(default=DEFAULT_STORAGE_URL, validation_alias="STORAGE_URL")
     max_concurrent_accounts: int = Field(
-        default=5, ge=1, le=50, validation_alias="IG_MAX_CONCURRENT_ACCOUNTS"
+        default=200, ge=1, le=2000, validation_alias="IG_MAX_CONCURRENT_ACCOUNTS"
     )
     request_timeout_seconds: float = Field(
         default=30.0, gt=0, validation_alias="IG_REQUEST_TIMEOUT_SECONDS"
