@@ -18,6 +18,7 @@ from ig_story_metrics.model.location import (
     parse_storage_url,
 )
 from ig_story_metrics.model.metrics import EXTRA_METRICS
+from ig_story_metrics.model.shards import MAX_SHARDS, Shard
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DOTENV = Path(".env")
@@ -99,6 +100,15 @@ class Settings(BaseSettings):
         default=None, validation_alias="SECRET_MANAGER_EMULATOR_HOST"
     )
     k_service: str | None = Field(default=None, validation_alias="K_SERVICE")
+    # Cloud Run Jobs: the job's name, and this task's place among the execution's parallel tasks
+    # (each task captures the accounts of its shard).
+    cloud_run_job: str | None = Field(default=None, validation_alias="CLOUD_RUN_JOB")
+    cloud_run_task_index: int | None = Field(
+        default=None, ge=0, validation_alias="CLOUD_RUN_TASK_INDEX"
+    )
+    cloud_run_task_count: int | None = Field(
+        default=None, ge=1, le=MAX_SHARDS, validation_alias="CLOUD_RUN_TASK_COUNT"
+    )
 
     @field_validator("graph_api_url", "instagram_api_url")
     @classmethod
@@ -113,13 +123,29 @@ class Settings(BaseSettings):
     def _storage_url_parses(cls, value: str) -> str:
         return parse_storage_url(value).url  # a ValueError names the value and the forms
 
+    @property
+    def task_shard(self) -> Shard | None:
+        """This Cloud Run Jobs task's shard (CLOUD_RUN_TASK_INDEX of CLOUD_RUN_TASK_COUNT)."""
+        if self.cloud_run_task_count is None:
+            return None
+        return Shard(self.cloud_run_task_index or 0, self.cloud_run_task_count)
+
+    @model_validator(mode="after")
+    def _task_in_range(self) -> Settings:
+        try:
+            self.task_shard  # noqa: B018 - validated by building it
+        except ValueError as exc:
+            raise ValueError(f"CLOUD_RUN_TASK_INDEX/CLOUD_RUN_TASK_COUNT: {exc}") from None
+        return self
+
     @model_validator(mode="after")
     def _storage_is_usable_here(self) -> Settings:
         location = self.storage
-        if location.is_local and self.k_service:
+        platform = self.k_service or self.cloud_run_job
+        if location.is_local and platform:
             raise ValueError(
                 f"STORAGE_URL {self.storage_url!r} is a local folder, but this runs on Cloud "
-                f"Functions / Cloud Run (K_SERVICE={self.k_service}), whose disk is lost after "
+                f"Functions / Cloud Run ({platform}), whose disk is lost after "
                 "the run: set STORAGE_URL=gs://BUCKET[/PREFIX]"
             )
         if location.is_local:
