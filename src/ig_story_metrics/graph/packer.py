@@ -3,8 +3,11 @@
 A Graph batch holds up to 50 operations under one token. Each account alone fills its batches
 with its own calls (20 stories x 3 calls: a full batch and one of 10); when many accounts of one
 token (an agency's system user) are in flight, `Packer` puts their pending operations in one queue
-per token and sends them as full batches of 50, the rest after a short linger (a batch that
-waits to fill must not hold the last calls of a run back).
+per token and sends them as full batches of 50. A part-filled batch goes out as soon as every
+account of its token that is still capturing (`member()`) waits on the packer and no batch of
+theirs is out (whose answers would bring their next calls), since no one else can fill it; at the
+latest after LINGER_SECONDS (an account still listing, or pausing, must not
+hold the others back for long). Callers that are no member (one account alone) send at once.
 
 What stays per account: pacing (an account paused by its usage headers or a throttle queues
 nothing until its pause is over), the answer to each of its operations (errors classified per
@@ -18,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -28,7 +32,7 @@ if TYPE_CHECKING:
     from ig_story_metrics.graph.client import Exchange, GraphClient, Session
 
 MAX_BATCH = 50
-LINGER_SECONDS = 0.01  # how long a part-filled batch waits for operations of other accounts
+LINGER_SECONDS = 0.3  # the longest a part-filled batch waits for operations of other accounts
 
 
 @dataclass(slots=True)
@@ -42,6 +46,13 @@ class _Op:
 class _Queue:
     ops: list[_Op] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
+    members: int = 0  # accounts of this token still capturing
+    waiting: Counter[int] = field(default_factory=Counter)  # id(session) -> calls waiting here
+    in_flight: int = 0  # batches sent, not yet answered
+
+    def idle(self) -> bool:
+        """Every member waits on the packer and no batch is out: no answer can bring more."""
+        return self.in_flight == 0 and len(self.waiting) >= self.members
 
 
 class Packer:
@@ -53,20 +64,45 @@ class Packer:
         self._queues: dict[str, _Queue] = {}
         self._sending: set[asyncio.Task[None]] = set()
 
+    @contextmanager
+    def member(self, session: Session) -> Iterator[None]:
+        """While the block runs, part-filled batches of this token may wait for this account."""
+        queue = self._queue(session)
+        queue.members += 1
+        try:
+            yield
+        finally:
+            queue.members -= 1
+            self._flush_if_idle(queue)
+
+    def _queue(self, session: Session) -> _Queue:
+        return self._queues.setdefault(session.token.get_secret_value(), _Queue())
+
+    def _flush_if_idle(self, queue: _Queue) -> None:
+        if queue.ops and queue.idle():
+            self._send(queue, MAX_BATCH)
+
     async def batch(self, session: Session, relative_urls: Sequence[str]) -> list[Exchange]:
         """The answers to `relative_urls`, sent in batches shared with other accounts of the
         same token; raises the batch POST's GraphError when one of them failed as a whole."""
         await self._client.pace(session)
         loop = asyncio.get_running_loop()
         ops = [_Op(session, url, loop.create_future()) for url in relative_urls]
-        key = session.token.get_secret_value()
-        queue = self._queues.setdefault(key, _Queue())
+        queue = self._queue(session)
         queue.ops.extend(ops)
+        queue.waiting[id(session)] += 1
         while len(queue.ops) >= MAX_BATCH:
             self._send(queue, MAX_BATCH)
+        self._flush_if_idle(queue)
         if queue.ops and queue.timer is None:
             queue.timer = loop.call_later(self._linger, self._send, queue, MAX_BATCH)
-        answers = await asyncio.gather(*(op.answer for op in ops), return_exceptions=True)
+        try:
+            answers = await asyncio.gather(*(op.answer for op in ops), return_exceptions=True)
+        finally:
+            queue.waiting[id(session)] -= 1
+            if queue.waiting[id(session)] <= 0:
+                del queue.waiting[id(session)]
+            self._flush_if_idle(queue)
         failed = next((a for a in answers if isinstance(a, BaseException)), None)
         if failed is not None:
             raise failed
@@ -78,11 +114,19 @@ class Packer:
             queue.timer = None
         taken, queue.ops = queue.ops[:size], queue.ops[size:]
         if taken:
-            task = asyncio.ensure_future(self._post(taken))
+            queue.in_flight += 1
+            task = asyncio.ensure_future(self._post(queue, taken))
             self._sending.add(task)  # held until done: the loop keeps only weak references
             task.add_done_callback(self._sending.discard)
 
-    async def _post(self, ops: list[_Op]) -> None:
+    async def _post(self, queue: _Queue, ops: list[_Op]) -> None:
+        try:
+            await self._answer(ops)
+        finally:
+            queue.in_flight -= 1
+            self._flush_if_idle(queue)
+
+    async def _answer(self, ops: list[_Op]) -> None:
         lead = ops[0].session
         sent_before = lead.counters.http_requests
         own = sum(1 for op in ops if op.session is lead)

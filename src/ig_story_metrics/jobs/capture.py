@@ -80,13 +80,14 @@ async def capture_account(
     session = Session(account.name, account.ig_user_id, token)
     rows: list[dict[str, object]] = []
     try:
-        listing = await (source or list_stories)(client, session)
-        report.listed = len(listing.stories)
-        report.warnings.extend(scrub(why) for why in listing.skipped)
-        chosen = listing.stories if select is None else select(listing.stories)
-        report.not_due = report.listed - len(chosen)
-        stories = oldest_first(chosen)
-        read = await read_outcomes(client, session, stories, clock)
+        with client.packer.member(session):  # its insights may share batches with other accounts
+            listing = await (source or list_stories)(client, session)
+            report.listed = len(listing.stories)
+            report.warnings.extend(scrub(why) for why in listing.skipped)
+            chosen = listing.stories if select is None else select(listing.stories)
+            report.not_due = report.listed - len(chosen)
+            stories = oldest_first(chosen)
+            read = await read_outcomes(client, session, stories, clock)
         report.warnings.extend(scrub(why) for why in read.warnings)
         rows = _rows(account, stories, read.outcomes, ctx, report)
         report.rejected_metrics = read.refused_metrics
