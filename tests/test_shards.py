@@ -106,3 +106,16 @@ def test_a_bad_shard_option_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "shard index" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_local_lake_is_refused_on_cloud_run_jobs(tmp_path: Path) -> None:
+    """A Cloud Run Jobs task (CLOUD_RUN_JOB set) refuses a local STORAGE_URL: its disk is lost."""
+    accounts = write_accounts(tmp_path / "accounts.toml", FLEET)
+    env = {
+        "IG_ACCESS_TOKEN": SECRET_TOKEN,
+        "IG_ACCOUNTS_FILE": str(accounts),
+        "STORAGE_URL": str(tmp_path / "lake"),
+        "CLOUD_RUN_JOB": "ig-story-metrics-job-prod",
+    }
+    with pytest.raises(SetupError, match="CLOUD_RUN_JOB=ig-story-metrics-job-prod"):
+        prepare_run([], all_accounts=True, env=env)

@@ -1,7 +1,7 @@
 """The connections of one Graph client: several small httpx pools, used least loaded first.
 
 httpx's pool scans all its connections for every request it places (and again as each one
-finishes), so one pool of 32 connections costs far more CPU per request than four of 8, and a
+finishes), so one pool of 32 connections costs far more CPU per request than eight of 4, and a
 queue of a thousand waiting requests inside it costs quadratic time. Requests here wait at a pool's
 own gate, and only as many as it has connections are inside httpx at once.
 """
@@ -17,7 +17,7 @@ import httpx
 
 # HTTP requests in flight per client (host): with 100 ms per request, 32 carry 320 a second.
 MAX_CONNECTIONS = 32
-POOL_SIZE = 8  # connections per httpx pool
+POOL_SIZE = 4  # connections per httpx pool
 
 
 @functools.cache

@@ -6,11 +6,9 @@ import ipaddress
 import re
 import stat
 from pathlib import Path
-from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ig_story_metrics.model.location import (
     DEFAULT_STORAGE_URL,
@@ -25,11 +23,14 @@ DOTENV = Path(".env")
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """The process-wide settings (see the table in DESIGN.md)."""
 
     # `.env` is read by `environment()`, once, for the settings and the tokens alike.
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+    # A plain model: `environment.load_settings` hands it the variables by name (pydantic-settings
+    # would read the environment again itself, and its import alone costs a third of a second
+    # at every start).
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     access_token: SecretStr | None = Field(default=None, validation_alias="IG_ACCESS_TOKEN")
     accounts_file: Path = Field(default=Path("accounts.toml"), validation_alias="IG_ACCOUNTS_FILE")
@@ -68,9 +69,7 @@ class Settings(BaseSettings):
         default=80.0, gt=0, le=100, validation_alias="IG_USAGE_PAUSE_PERCENT"
     )
     # Opt-in metrics asked with the plain ones: a comma list of names from EXTRA_METRICS.
-    extra_metrics: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=(), validation_alias="IG_EXTRA_METRICS"
-    )
+    extra_metrics: tuple[str, ...] = Field(default=(), validation_alias="IG_EXTRA_METRICS")
 
     @field_validator("extra_metrics", mode="before")
     @classmethod
@@ -141,7 +140,13 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _storage_is_usable_here(self) -> Settings:
         location = self.storage
-        platform = self.k_service or self.cloud_run_job
+        platform = (
+            f"K_SERVICE={self.k_service}"
+            if self.k_service
+            else f"CLOUD_RUN_JOB={self.cloud_run_job}"
+            if self.cloud_run_job
+            else None
+        )
         if location.is_local and platform:
             raise ValueError(
                 f"STORAGE_URL {self.storage_url!r} is a local folder, but this runs on Cloud "
