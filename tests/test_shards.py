@@ -119,3 +119,18 @@ def test_a_local_lake_is_refused_on_cloud_run_jobs(tmp_path: Path) -> None:
     }
     with pytest.raises(SetupError, match="CLOUD_RUN_JOB=ig-story-metrics-job-prod"):
         prepare_run([], all_accounts=True, env=env)
+
+
+def test_the_sweep_takes_its_shard_too(tmp_path: Path) -> None:
+    """`sweep --all --shard 1/4` lists only the accounts of shard 1 (and reports only them)."""
+    world = World.fleet(40, 3, clock=frozen())
+    simulator = GraphSimulator(world, tokens={SECRET_TOKEN: None})
+    accounts = write_accounts(tmp_path / "accounts.toml", FLEET)
+    with SimulatorServer(simulator) as server:
+        env = env_for(server, tmp_path, accounts, **FAST_ENV)
+        result = run_cli(["sweep", "--all", "--list", "--json", "--shard", "1/4"], env, tmp_path)
+        listed = {a for a, n in simulator.stats.by_account.items() if n}
+    assert result.returncode == 0, result.stderr
+    names = {a["account"] for a in json.loads(result.stdout)["accounts"]}
+    assert names == {n for n in FLEET if shard_of(n, 4) == 1}
+    assert listed == names
