@@ -5,6 +5,11 @@
 # webhook receiver as a second function (deployment/webhook.sh).
 #
 #   deployment/deploy.sh staging|production [--dry-run]
+#   deployment/deploy.sh staging|production --job --tasks N [--dry-run]
+#
+# With --job, the same code runs as Cloud Run Jobs instead (deployment/job.sh): the hourly run and
+# the sweep, each with N parallel tasks that shard the accounts, started by the same Scheduler jobs
+# through the Cloud Run Admin API. deployment/README.md says when to switch.
 #
 # Re-running it updates what exists instead of failing. --dry-run prints every gcloud command
 # ("+ gcloud ...") and runs none, not even describe: it shows the first-deployment plan (see
@@ -17,15 +22,28 @@ REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 source "$SCRIPT_DIR/lib.sh"
 # shellcheck source-path=SCRIPTDIR source=webhook.sh
 source "$SCRIPT_DIR/webhook.sh"
+# shellcheck source-path=SCRIPTDIR source=job.sh
+source "$SCRIPT_DIR/job.sh"
 
-USAGE="usage: deployment/deploy.sh staging|production [--dry-run]"
+USAGE="usage: deployment/deploy.sh staging|production [--job --tasks N] [--dry-run]"
+MAX_TASKS=10000 # Cloud Run Jobs' limit of tasks per execution
 
 parse_args() {
   ENVIRONMENT=""
-  local arg
-  for arg in "$@"; do
+  JOB=0
+  TASKS=""
+  while [[ $# -gt 0 ]]; do
+    local arg=$1
+    shift
     case "$arg" in
       --dry-run) DRY_RUN=1 ;;
+      --job) JOB=1 ;;
+      --tasks=*) TASKS=${arg#--tasks=} ;;
+      --tasks)
+        [[ $# -gt 0 ]] || usage_error "--tasks takes a number. $USAGE"
+        TASKS=$1
+        shift
+        ;;
       -h | --help)
         printf '%s\n' "$USAGE"
         exit 0
@@ -38,6 +56,13 @@ parse_args() {
     esac
   done
   [[ -n "$ENVIRONMENT" ]] || usage_error "missing environment. $USAGE"
+  if [[ "$JOB" == 1 ]]; then
+    [[ -n "$TASKS" ]] || usage_error "--job needs --tasks N (parallel tasks, 1 to $MAX_TASKS). $USAGE"
+    [[ "$TASKS" =~ ^[1-9][0-9]*$ && "$TASKS" -le "$MAX_TASKS" ]] ||
+      usage_error "--tasks takes a whole number from 1 to $MAX_TASKS, not '$TASKS'"
+  elif [[ -n "$TASKS" ]]; then
+    usage_error "--tasks goes with --job. $USAGE"
+  fi
 }
 
 load_settings() {
@@ -77,6 +102,7 @@ load_settings() {
   APP_SECRET_NAME=${APP_SECRET_NAME:-} # the secret holding the app secret (IG_APP_SECRET)
   RUNTIME_SA=$(sa_email "$RUNTIME_SA_NAME")
   INVOKER_SA=$(sa_email "$INVOKER_SA_NAME")
+  load_job_settings "$suffix"
 }
 
 # Write requirements.txt (for the Python buildpack): exactly the pins of deployment/constraints.txt
@@ -291,6 +317,15 @@ main() {
   token_secrets
   ensure_identities
   grant_token_secrets
+  if [[ "$JOB" == 1 ]]; then
+    add_dockerfile
+    deploy_jobs
+    schedule_jobs
+    printf 'deployed Cloud Run Jobs %s and %s (%s tasks each, %s) to %s, scheduled "%s" and sweeps "%s" %s\n' \
+      "$JOB_NAME" "$SWEEP_JOB_NAME" "$TASKS" "$ENVIRONMENT" "$PROJECT" "$SCHEDULE" \
+      "$SWEEP_SCHEDULE" "$TIME_ZONE"
+    return
+  fi
   deploy_function
   schedule_function
   deploy_webhook

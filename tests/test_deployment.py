@@ -23,6 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "demo-project"
 PROJECT_NUMBER = "123456789012"
 FUNCTION_URL = "https://ig-story-metrics-fetcher-prod-abc123-uc.a.run.app"
+JOB_IMAGE = "us-central1-docker.pkg.dev/demo-project/cloud-run-source-deploy/job@sha256:0abc"
 DEPENDENCIES = [
     "httpx>=0.27",
     "polars>=1.20",
@@ -70,6 +71,8 @@ if verb == "describe":
         sys.exit(1)
     elif group == ["functions"]:
         print("{function_url}")
+    elif group == ["run", "jobs"]:
+        print("{job_image}")
     sys.exit(0)
 state.add(key)
 with open(state_path, "w") as f:
@@ -91,7 +94,10 @@ class FakeCloud:
 
     def _make_repo(self) -> None:
         (self.repo / "deployment").mkdir(parents=True)
-        for script in (REPO_ROOT / "deployment").glob("*.sh"):
+        for script in (
+            *(REPO_ROOT / "deployment").glob("*.sh"),
+            REPO_ROOT / "deployment/Dockerfile",
+        ):
             shutil.copy2(script, self.repo / "deployment" / script.name)
         deps = "".join(f'    "{dep}",\n' for dep in DEPENDENCIES)
         (self.repo / "pyproject.toml").write_text(
@@ -116,7 +122,10 @@ class FakeCloud:
         gcloud = self.bin / "gcloud"
         gcloud.write_text(
             FAKE_GCLOUD.format(
-                python=sys.executable, project_number=PROJECT_NUMBER, function_url=FUNCTION_URL
+                python=sys.executable,
+                project_number=PROJECT_NUMBER,
+                function_url=FUNCTION_URL,
+                job_image=JOB_IMAGE,
             )
         )
         gcloud.chmod(0o755)

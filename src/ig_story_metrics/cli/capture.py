@@ -20,6 +20,7 @@ from ig_story_metrics.jobs import audit as audit_job
 from ig_story_metrics.jobs import day, day_final, hourly
 from ig_story_metrics.jobs import sweep as sweep_job
 from ig_story_metrics.model.accounts import Account
+from ig_story_metrics.model.shards import Shard, parse_shard
 from ig_story_metrics.redact import register_secrets
 from ig_story_metrics.report.audit import AuditReport, DayRun, log_audit
 from ig_story_metrics.report.events import log_report
@@ -40,6 +41,25 @@ from ig_story_metrics.simulator import (
 from ig_story_metrics.simulator.webhooks import WebhookSender
 
 Job = Callable[[RunConfig], RunReport]
+ShardOption = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        metavar="I/N",
+        help="With --all: only the accounts of shard I of N (by a hash of the name). "
+        "Cloud Run Jobs tasks shard themselves (CLOUD_RUN_TASK_INDEX/COUNT).",
+    ),
+]
+
+
+def _shard(text: str | None) -> Shard | None:
+    """The --shard option, or a one-line usage error (exit 2)."""
+    if text is None:
+        return None
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
 
 
 def _hourly(c: RunConfig) -> RunReport:
@@ -72,12 +92,17 @@ def run(
     ] = None,
     all_accounts: Annotated[bool, typer.Option("--all", help="Every account in the file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
+    shard: ShardOption = None,
 ) -> None:
     """One hourly run: snapshot the live stories of the named accounts (or --all).
 
     Example: IG_ACCESS_TOKEN=... ig-story-metrics run NPI LT
     """
-    _finish(_capture(lambda: prepare_run(accounts or [], all_accounts=all_accounts)), as_json)
+    part = _shard(shard)
+    _finish(
+        _capture(lambda: prepare_run(accounts or [], all_accounts=all_accounts, shard=part)),
+        as_json,
+    )
 
 
 @app.command()
@@ -95,6 +120,7 @@ def sweep(
             "listing is fresh enough to plan from.",
         ),
     ] = False,
+    shard: ShardOption = None,
 ) -> None:
     """The expiry pass: snapshot only the stories expiring within IG_SWEEP_WINDOW_MINUTES.
 
@@ -106,7 +132,11 @@ def sweep(
     def job(c: RunConfig) -> RunReport:
         return sweep_job.run(c.settings, c.accounts, c.tokens, plan=plan)
 
-    _finish(_capture(lambda: prepare_run(accounts or [], all_accounts=all_accounts), job), as_json)
+    part = _shard(shard)
+    _finish(
+        _capture(lambda: prepare_run(accounts or [], all_accounts=all_accounts, shard=part), job),
+        as_json,
+    )
 
 
 @app.command()

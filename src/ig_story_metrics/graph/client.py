@@ -16,11 +16,9 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import hmac
 import json
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +38,8 @@ from ig_story_metrics.graph.errors import (
     classify,
     parse_json,
 )
+from ig_story_metrics.graph.packer import Packer
+from ig_story_metrics.graph.pools import MAX_CONNECTIONS, Pools
 from ig_story_metrics.graph.retry import RetryPolicy
 from ig_story_metrics.graph.usage import Usage, parse_usage
 from ig_story_metrics.model.accounts import Login
@@ -87,7 +87,7 @@ class GraphClient:
         *,
         transport: Transport | None = None,
         timeout: float = 30.0,
-        max_connections: int = 10,
+        max_connections: int = MAX_CONNECTIONS,
         policy: RetryPolicy | None = None,
         deadline: Deadline | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -105,15 +105,10 @@ class GraphClient:
         # Why Meta refused a batch POST as a whole; from then on this client sends plain GETs.
         self.batch_refused: GraphError | None = None
         self._sleep = sleep
+        self.packer = Packer(self)  # insights operations of accounts sharing a token, packed
         self._timeout = timeout
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + "/",
-            transport=transport,
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=max_connections),
-            headers={"User-Agent": "ig-story-metrics"},
-            follow_redirects=False,
-            verify=tls_context(),
+        self._http = Pools(
+            base_url, transport=transport, timeout=timeout, max_connections=max_connections
         )
 
     async def __aenter__(self) -> GraphClient:
@@ -135,7 +130,7 @@ class GraphClient:
         session.counters.wait_seconds += seconds
         await self._sleep(seconds)
 
-    async def _pace(self, session: Session) -> None:
+    async def pace(self, session: Session) -> None:
         """Hold the account back while it is paused (throttled, or close to its limit)."""
         await self.wait(session, session.paused_until - time.monotonic(), None)
 
@@ -158,8 +153,7 @@ class GraphClient:
         timeout = min(self._timeout, max(self.deadline.remaining(), 0.1))
         request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
         try:
-            response = await self._http.send(request)
-            content = response.content
+            response, content = await self._http.carry(request)
         except httpx.TimeoutException as exc:
             raise TransientError(
                 f"timeout talking to the Graph API ({type(exc).__name__})"
@@ -195,7 +189,7 @@ class GraphClient:
         """
         attempt = 0
         while True:
-            await self._pace(session)
+            await self.pace(session)
             try:
                 answer = await self._send(session, build(), operations)
                 error = classify(
@@ -240,8 +234,12 @@ class GraphClient:
             data.update(self.proof(session.token))
         return self._http.build_request("POST", path, data=data)
 
-    async def batch(self, session: Session, relative_urls: Sequence[str]) -> list[Exchange]:
+    async def batch(
+        self, session: Session, relative_urls: Sequence[str], *, pack: bool = False
+    ) -> list[Exchange]:
         """One Graph batch POST of GET operations (retried as a whole); answers in request order.
+        With `pack`, the operations share batches with other accounts of the same token
+        (`packer.py`).
 
         A batch refused as a whole (not transient, throttling or auth) switches this client to
         plain GETs, one per operation, for the rest of the run.
@@ -250,7 +248,9 @@ class GraphClient:
             raise ValueError(f"a batch holds 1 to {MAX_BATCH} operations, not {len(relative_urls)}")
         if self.batch_refused is None:
             try:
-                return await self._post_batch(session, relative_urls)
+                if pack:
+                    return await self.packer.batch(session, relative_urls)
+                return await self.post_batch(session, relative_urls)
             except GraphError as exc:
                 if not refuses_batches(exc):
                     raise
@@ -264,14 +264,17 @@ class GraphClient:
         async def one(url: str) -> Exchange:
             async with gate:
                 try:
-                    await self._pace(session)
+                    await self.pace(session)
                     return await self._send(session, self.get(session, f"{self.version}/{url}"), 1)
                 except TransientError as exc:
                     return Exchange(None, None, error=exc)
 
         return list(await asyncio.gather(*(one(url) for url in relative_urls)))
 
-    async def _post_batch(self, session: Session, relative_urls: Sequence[str]) -> list[Exchange]:
+    async def post_batch(
+        self, session: Session, relative_urls: Sequence[str], operations: int | None = None
+    ) -> list[Exchange]:
+        """One batch POST under `session`'s token, which counts `operations` of it (default all)."""
         ops = [{"method": "GET", "relative_url": url} for url in relative_urls]
         form = {
             "access_token": session.token.get_secret_value(),
@@ -289,7 +292,7 @@ class GraphClient:
             session,
             lambda: self._http.build_request("POST", f"{self.version}/", data=form),
             check,
-            operations=len(ops),
+            operations=len(ops) if operations is None else operations,
             final=(UnsupportedRequest,),
         )
         assert isinstance(body, list)  # noqa: S101 - guaranteed by check
@@ -301,13 +304,6 @@ def refuses_batches(error: GraphError) -> bool:
     if isinstance(error, UnsupportedRequest):
         return True
     return not isinstance(error, TransientError | ThrottledError | AccountFatal)
-
-
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """The TLS settings of every client, built once per process: loading the CA bundle takes tens
-    of milliseconds, paid by each run otherwise (a warm function instance runs many)."""
-    return httpx.create_ssl_context()
 
 
 def appsecret_proof(token: SecretStr, app_secret: SecretStr) -> str:

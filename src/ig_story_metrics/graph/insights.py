@@ -14,6 +14,8 @@ the round). 100/33 on a live story is retried the same way (it may be a throttle
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -44,15 +46,21 @@ class InsightsCall:
     breakdown: str | None = None
 
     def relative_url(self) -> str:
-        params = {"metric": ",".join(self.metrics)}
-        if self.breakdown:
-            params["breakdown"] = self.breakdown
-        return f"{self.story_id}/insights?{urlencode(params, safe=',')}"
+        return f"{self.story_id}/insights?{_query(self.metrics, self.breakdown)}"
 
     @property
     def label(self) -> str:
         """How a message names the call: `call for navigation`, `call for views,reach,...`."""
         return "call for " + ",".join(self.metrics)
+
+
+@functools.lru_cache(maxsize=256)
+def _query(metrics: tuple[str, ...], breakdown: str | None) -> str:
+    """The query of an insights call (the same few for every story: built once)."""
+    params = {"metric": ",".join(metrics)}
+    if breakdown:
+        params["breakdown"] = breakdown
+    return urlencode(params, safe=",")
 
 
 @dataclass(slots=True)
@@ -130,13 +138,13 @@ async def fetch_insights(
     attempts: dict[InsightsCall, int] = {}
     while pending:
         state = _Round()
-        for batch in _chunks(pending, MAX_BATCH):
-            if insights.fatal is not None:
-                _settle_all(insights, batch, insights.fatal)
-                continue
-            chunk = list(_without_dropped(session, batch, insights.results))
-            if chunk:
-                await _send_batch(client, session, chunk, insights, attempts, lapsed, state)
+        first, *rest = _chunks(pending, MAX_BATCH)
+        # The first batch alone (what it teaches about refused metrics spares the others),
+        # then the rest together; all packed with other accounts' of the same token.
+        await _send_chunk(client, session, first, insights, attempts, lapsed, state)
+        await asyncio.gather(
+            *(_send_chunk(client, session, c, insights, attempts, lapsed, state) for c in rest)
+        )
         pending = state.again
         if insights.fatal is not None:
             _settle_all(insights, pending, insights.fatal)
@@ -148,6 +156,24 @@ async def fetch_insights(
                 _settle_all(insights, pending, exc)
                 pending = []
     return insights
+
+
+async def _send_chunk(
+    client: GraphClient,
+    session: Session,
+    batch: Sequence[_Pending],
+    insights: Insights,
+    attempts: dict[InsightsCall, int],
+    lapsed: Callable[[str], bool],
+    state: _Round,
+) -> None:
+    """Send what is left of one chunk of pending calls (settled at once after a fatal error)."""
+    if insights.fatal is not None:
+        _settle_all(insights, batch, insights.fatal)
+        return
+    chunk = list(_without_dropped(session, batch, insights.results))
+    if chunk:
+        await _send_batch(client, session, chunk, insights, attempts, lapsed, state)
 
 
 async def _send_batch(
@@ -283,15 +309,15 @@ async def _batch_or_fail(
 ) -> list[Answer]:
     """Classified answers of one batch; if the batch itself keeps failing, every call fails."""
     try:
-        answers = await client.batch(session, [item.call.relative_url() for item in chunk])
+        urls = [item.call.relative_url() for item in chunk]
+        answers = await client.batch(session, urls, pack=True)
     except GraphError as exc:  # transient or throttled to the end, or account-fatal
         return [Answer(error=exc) for _ in chunk]
     return [_answer(item.call, answer) for item, answer in zip(chunk, answers, strict=True)]
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _answer(call: InsightsCall, answer: Exchange) -> Answer:

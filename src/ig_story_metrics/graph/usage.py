@@ -9,6 +9,7 @@ and every entry is read, and the largest figure wins.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -41,24 +42,31 @@ def _entry_usage(entry: object) -> Usage:
     return Usage(percent, regain)
 
 
+@functools.lru_cache(maxsize=4096)
+def _usage_of(name: str, raw: str) -> Usage:
+    """The usage one header announces (cached: a run sees the same few values many times, in
+    every operation of every batch)."""
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, TypeError):
+        return Usage()
+    if name == APP_HEADER:
+        return _entry_usage(parsed)
+    usage = Usage()
+    if not isinstance(parsed, Mapping):
+        return usage
+    for entries in parsed.values():
+        for entry in entries if isinstance(entries, list) else [entries]:
+            usage = usage.worst(_entry_usage(entry))
+    return usage
+
+
 def parse_usage(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> Usage:
     """The worst usage announced by a response's headers (names in any case)."""
     items = headers.items() if isinstance(headers, Mapping) else headers
     usage = Usage()
     for name, raw in items:
         lowered = name.lower()
-        if lowered not in (BUC_HEADER, APP_HEADER):
-            continue
-        try:
-            parsed = json.loads(raw)
-        except (ValueError, TypeError):
-            continue
-        if lowered == APP_HEADER:
-            usage = usage.worst(_entry_usage(parsed))
-            continue
-        if not isinstance(parsed, Mapping):
-            continue
-        for entries in parsed.values():
-            for entry in entries if isinstance(entries, list) else [entries]:
-                usage = usage.worst(_entry_usage(entry))
+        if lowered in (BUC_HEADER, APP_HEADER) and isinstance(raw, str):
+            usage = usage.worst(_usage_of(lowered, raw))
     return usage

@@ -85,15 +85,19 @@ async def capture_account(
     session = Session(account.name, account.ig_user_id, token)
     rows: list[dict[str, object]] = []
     try:
-        listing = await (source or list_stories)(client, session)
-        report.listed = len(listing.stories)
-        report.warnings.extend(scrub(why) for why in listing.skipped)
-        chosen = listing.stories if select is None else select(listing.stories)
-        report.not_due = report.listed - len(chosen)
-        stories = oldest_first(chosen)
-        media = asyncio.ensure_future(ctx.archive(account, stories)) if ctx.archive else None
+        media = None
         try:
-            read = await read_outcomes(client, session, stories, clock)
+            # its insights may share batches with other accounts of its token while it is a member
+            with client.packer.member(session):
+                listing = await (source or list_stories)(client, session)
+                report.listed = len(listing.stories)
+                report.warnings.extend(scrub(why) for why in listing.skipped)
+                chosen = listing.stories if select is None else select(listing.stories)
+                report.not_due = report.listed - len(chosen)
+                stories = oldest_first(chosen)
+                if ctx.archive:  # media downloads run beside the insights calls
+                    media = asyncio.ensure_future(ctx.archive(account, stories))
+                read = await read_outcomes(client, session, stories, clock)
         finally:
             archived = await media if media else None
         report.warnings.extend(scrub(why) for why in read.warnings)

@@ -6,11 +6,9 @@ import ipaddress
 import re
 import stat
 from pathlib import Path
-from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ig_story_metrics.model.location import (
     DEFAULT_STORAGE_URL,
@@ -18,17 +16,21 @@ from ig_story_metrics.model.location import (
     parse_storage_url,
 )
 from ig_story_metrics.model.metrics import EXTRA_METRICS
+from ig_story_metrics.model.shards import MAX_SHARDS, Shard
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DOTENV = Path(".env")
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """The process-wide settings (see the table in DESIGN.md)."""
 
     # `.env` is read by `environment()`, once, for the settings and the tokens alike.
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+    # A plain model: `environment.load_settings` hands it the variables by name (pydantic-settings
+    # would read the environment again itself, and its import alone costs a third of a second
+    # at every start).
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     access_token: SecretStr | None = Field(default=None, validation_alias="IG_ACCESS_TOKEN")
     accounts_file: Path = Field(default=Path("accounts.toml"), validation_alias="IG_ACCOUNTS_FILE")
@@ -52,7 +54,7 @@ class Settings(BaseSettings):
     # Checked strictly at start (model/location.py): a typo must not send the lake elsewhere.
     storage_url: str = Field(default=DEFAULT_STORAGE_URL, validation_alias="STORAGE_URL")
     max_concurrent_accounts: int = Field(
-        default=5, ge=1, le=50, validation_alias="IG_MAX_CONCURRENT_ACCOUNTS"
+        default=200, ge=1, le=2000, validation_alias="IG_MAX_CONCURRENT_ACCOUNTS"
     )
     request_timeout_seconds: float = Field(
         default=30.0, gt=0, validation_alias="IG_REQUEST_TIMEOUT_SECONDS"
@@ -71,9 +73,7 @@ class Settings(BaseSettings):
         default=80.0, gt=0, le=100, validation_alias="IG_USAGE_PAUSE_PERCENT"
     )
     # Opt-in metrics asked with the plain ones: a comma list of names from EXTRA_METRICS.
-    extra_metrics: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=(), validation_alias="IG_EXTRA_METRICS"
-    )
+    extra_metrics: tuple[str, ...] = Field(default=(), validation_alias="IG_EXTRA_METRICS")
 
     @field_validator("extra_metrics", mode="before")
     @classmethod
@@ -108,6 +108,15 @@ class Settings(BaseSettings):
         default=None, validation_alias="SECRET_MANAGER_EMULATOR_HOST"
     )
     k_service: str | None = Field(default=None, validation_alias="K_SERVICE")
+    # Cloud Run Jobs: the job's name, and this task's place among the execution's parallel tasks
+    # (each task captures the accounts of its shard).
+    cloud_run_job: str | None = Field(default=None, validation_alias="CLOUD_RUN_JOB")
+    cloud_run_task_index: int | None = Field(
+        default=None, ge=0, validation_alias="CLOUD_RUN_TASK_INDEX"
+    )
+    cloud_run_task_count: int | None = Field(
+        default=None, ge=1, le=MAX_SHARDS, validation_alias="CLOUD_RUN_TASK_COUNT"
+    )
 
     @field_validator("graph_api_url", "instagram_api_url")
     @classmethod
@@ -122,13 +131,35 @@ class Settings(BaseSettings):
     def _storage_url_parses(cls, value: str) -> str:
         return parse_storage_url(value).url  # a ValueError names the value and the forms
 
+    @property
+    def task_shard(self) -> Shard | None:
+        """This Cloud Run Jobs task's shard (CLOUD_RUN_TASK_INDEX of CLOUD_RUN_TASK_COUNT)."""
+        if self.cloud_run_task_count is None:
+            return None
+        return Shard(self.cloud_run_task_index or 0, self.cloud_run_task_count)
+
+    @model_validator(mode="after")
+    def _task_in_range(self) -> Settings:
+        try:
+            self.task_shard  # noqa: B018 - validated by building it
+        except ValueError as exc:
+            raise ValueError(f"CLOUD_RUN_TASK_INDEX/CLOUD_RUN_TASK_COUNT: {exc}") from None
+        return self
+
     @model_validator(mode="after")
     def _storage_is_usable_here(self) -> Settings:
         location = self.storage
-        if location.is_local and self.k_service:
+        platform = (
+            f"K_SERVICE={self.k_service}"
+            if self.k_service
+            else f"CLOUD_RUN_JOB={self.cloud_run_job}"
+            if self.cloud_run_job
+            else None
+        )
+        if location.is_local and platform:
             raise ValueError(
                 f"STORAGE_URL {self.storage_url!r} is a local folder, but this runs on Cloud "
-                f"Functions / Cloud Run (K_SERVICE={self.k_service}), whose disk is lost after "
+                f"Functions / Cloud Run ({platform}), whose disk is lost after "
                 "the run: set STORAGE_URL=gs://BUCKET[/PREFIX]"
             )
         if location.is_local:

@@ -47,10 +47,12 @@ def simulator_server(
     clock: Callable[[], datetime] = utc_now,
     faults: Faults | None = None,
     app_secret: str | None = None,
+    world: World | None = None,
 ) -> SimulatorServer:
     """A simulator on `host:port` (port 0: a free one), not yet serving: graph.facebook.com at
-    the root, graph.instagram.com under `/instagram` (see `simulator/identity.py`)."""
-    world = World(seed=seed, clock=clock)
+    the root, graph.instagram.com under `/instagram` (see `simulator/identity.py`). `world`
+    replaces the seed world (e.g. `World.fleet(1000, 20)`; `seed` and `clock` are then its own)."""
+    world = world or World(seed=seed, clock=clock)
     simulator = GraphSimulator(world, page_size=page_size, faults=faults)
     identity = Identity(world, app_secret=app_secret)
     identity.issue(DEFAULT_IG_TOKEN, kind="INSTAGRAM", expires_in=timedelta(days=60))

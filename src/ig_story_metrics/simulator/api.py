@@ -120,6 +120,7 @@ class GraphSimulator:
         self._blocked_until: dict[str, float] = {}  # account -> time.monotonic() a burst ends
         self.lock = threading.Lock()
         self._calls: Counter[tuple[str, int]] = Counter()
+        self._hour_calls: Counter[int] = Counter()  # every account's calls, by hour (app usage)
         self._overrides: dict[str, Override] = {}
         # The route table (`identity.py` puts the token routes of a host in front) and the guards.
         self.routes: list[Route] = list(ROUTES)
@@ -235,9 +236,11 @@ class GraphSimulator:
         hour = int(now.timestamp() // 3600)
         with self.lock:
             self._calls[(ig_user_id, hour)] += 1
+            self._hour_calls[hour] += 1
             used = self._calls[(ig_user_id, hour)]
-            total = sum(n for (_, h), n in self._calls.items() if h == hour)
+            total = self._hour_calls[hour]
         percent = min(100, used * 100 // max(self.hourly_call_budget, 1))
+        users = max(10, len(self.world.accounts))  # Meta's app limit grows with its users
         percent = 100 if regain_seconds else max(percent, int(self.faults.usage_percent))
         buc = {
             ig_user_id: [
@@ -251,7 +254,7 @@ class GraphSimulator:
             ]
         }
         app = {
-            "call_count": min(100, total * 100 // (self.hourly_call_budget * 10)),
+            "call_count": min(100, total * 100 // (self.hourly_call_budget * users)),
             "total_time": 1,
             "total_cputime": 1,
         }

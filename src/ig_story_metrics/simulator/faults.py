@@ -43,6 +43,13 @@ class Faults:
     """
 
     seed: int = 0
+    latency_seconds: float = option(
+        0.0,
+        "Delay of every HTTP request before it is answered (a distant server); 0: none.",
+        low=0.0,
+        high=60.0,
+        flag="--latency",
+    )
     transient_rate: float = _rate("Share of calls failing with code 1 or 2 (HTTP 5xx).")
     throttle_rate: float = _rate(
         "Share of calls that start a throttling burst: #80002 with "
@@ -111,7 +118,8 @@ class Faults:
 
     @property
     def any(self) -> bool:
-        return self != Faults(seed=self.seed)
+        """Whether anything breaks (a plain delay on every request breaks nothing)."""
+        return self != Faults(seed=self.seed, latency_seconds=self.latency_seconds)
 
 
 @dataclass

@@ -77,7 +77,10 @@ def answer(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Reply | None:
     """The reply to one request; None: close the connection without a word (a "drop" fault).
-    A "slow" fault calls `sleep` with the delay before answering."""
+    Every request waits `Faults.latency_seconds` first (no lock held, so requests wait side by
+    side); a "slow" fault calls `sleep` with its delay too."""
+    if simulator.faults.latency_seconds > 0:
+        sleep(simulator.faults.latency_seconds)
     if len(raw) > MAX_BODY:
         return too_large()
     request = parse_request(method, target, headers, raw)

@@ -29,6 +29,7 @@ SEED_ACCOUNTS: dict[str, str] = {
 # Stories posted per hour, on average: NPI keeps about 16 stories live, SML about 3.
 SEED_RATES: dict[str, float] = {"NPI": 0.7, "LT": 0.4, "MD": 0.3, "RE": 0.2, "SML": 0.12}
 DEFAULT_RATE = 0.3
+DAY_SECONDS = 86400
 CAPTIONS = (
     None,
     "New drop",
@@ -143,10 +144,14 @@ class World:
         accounts: Mapping[str, str] | None = None,
         rates: Mapping[str, float] | None = None,
         clock: Callable[[], datetime] = utc_now,
+        live: Mapping[str, int] | None = None,
     ) -> None:
+        """`live` gives accounts that keep exactly that many stories live at every moment (posted
+        on a fixed daily grid) instead of posting at a random `rates` pace."""
         self.seed = seed
         self.accounts = dict(SEED_ACCOUNTS if accounts is None else accounts)
         self.rates = dict(SEED_RATES if rates is None else rates)
+        self.live = dict(live or {})
         self.clock = clock
         self._by_user = {uid: name for name, uid in self.accounts.items()}
         self._index = {name: i for i, name in enumerate(self.accounts, start=1)}
@@ -178,11 +183,35 @@ class World:
         ]
         return sorted(stories, key=lambda s: s.expires_at)
 
+    @classmethod
+    def fleet(
+        cls,
+        accounts: int,
+        stories: int,
+        *,
+        seed: int = 0,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> World:
+        """The seed accounts plus `accounts` synthetic ones (`fleet_names`), each with exactly
+        `stories` live stories at every moment (benchmarks of large fleets)."""
+        fleet = fleet_accounts(accounts)
+        return cls(
+            seed=seed,
+            accounts={**SEED_ACCOUNTS, **fleet},
+            clock=clock,
+            live=dict.fromkeys(fleet, stories),
+        )
+
     def story(self, story_id: str) -> SimStory | None:
         """Any story ever posted (live or expired), by id; None for an id that never existed."""
-        if len(story_id) != 15 or not story_id.isdigit() or not story_id.startswith("18"):
+        if not story_id.isdigit():
             return None
-        index, hour, k = int(story_id[2:4]), int(story_id[4:13]), int(story_id[13:])
+        if len(story_id) == 15 and story_id.startswith("18"):
+            index, hour, k = int(story_id[2:4]), int(story_id[4:13]), int(story_id[13:])
+        elif len(story_id) == 19 and story_id.startswith("19"):
+            index, hour, k = int(story_id[2:8]), int(story_id[8:17]), int(story_id[17:])
+        else:
+            return None
         account = next((n for n, i in self._index.items() if i == index), None)
         if account is None:
             return None
@@ -197,18 +226,35 @@ class World:
             self._index[account],
             self.rates.get(account, DEFAULT_RATE),
             hour,
+            self.live.get(account, 0),
         )
+
+
+def fleet_accounts(count: int) -> dict[str, str]:
+    """`count` synthetic accounts by name (`fleet0001`, ...) and ig_user_id."""
+    return {f"fleet{i:04d}": f"1784150{i:010d}" for i in range(1, count + 1)}
+
+
+def _grid_seconds(hour: int, live: int) -> list[float]:
+    """Posting moments (epoch seconds) within `hour` of an account keeping `live` stories live:
+    story j of each day at j/live of the day, so every 24-hour window holds exactly `live`."""
+    day, start = divmod(hour * 3600, DAY_SECONDS)
+    offsets = (j * DAY_SECONDS // live for j in range(live))
+    return [day * DAY_SECONDS + o for o in offsets if start <= o < start + 3600]
 
 
 @lru_cache(maxsize=65536)
 def _posted_in_hour(
-    seed: int, account: str, ig_user_id: str, index: int, rate: float, hour: int
+    seed: int, account: str, ig_user_id: str, index: int, rate: float, hour: int, live: int = 0
 ) -> tuple[SimStory, ...]:
     rng = random.Random(f"{seed}:{account}:{hour}")
-    count = math.floor(rate + rng.random())
+    grid = _grid_seconds(hour, live) if live else None
+    count = len(grid) if grid is not None else math.floor(rate + rng.random())
     stories = []
     for k in range(count):
         minute = rng.uniform(0, 3599.0)
+        if grid is not None:
+            minute = grid[k] - hour * 3600
         small = rng.random() < 0.12
         audience = rng.randint(1, 12) if small else math.floor(math.exp(rng.uniform(3.0, 8.5)))
         forward = rng.uniform(0.5, 0.7)  # the three shares stay below 1: swipe_forward >= 0
@@ -216,7 +262,9 @@ def _posted_in_hour(
         exits = rng.uniform(0.08, 0.18)
         stories.append(
             SimStory(
-                id=f"18{index:02d}{hour:09d}{k:02d}",
+                id=f"18{index:02d}{hour:09d}{k:02d}"
+                if index < 100
+                else f"19{index:06d}{hour:09d}{k:02d}",
                 account=account,
                 ig_user_id=ig_user_id,
                 posted_at=datetime.fromtimestamp(hour * 3600 + minute, UTC).replace(microsecond=0),

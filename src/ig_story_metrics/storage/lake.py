@@ -12,6 +12,7 @@ after a slow Graph phase must not run past the function's timeout and lose the r
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -250,12 +251,18 @@ def _parse(data: bytes) -> tuple[pl.DataFrame | None, str]:
 
 
 def _schema_bytes(table: Table, current: bytes | None, extra: Mapping[str, pl.DataType]) -> bytes:
+    return _schema_text(table, current, tuple((name, str(t)) for name, t in extra.items()))
+
+
+@functools.lru_cache(maxsize=64)
+def _schema_text(table: Table, current: bytes | None, extra: tuple[tuple[str, str], ...]) -> bytes:
+    """The schema file's bytes (cached: every account of a run writes the same one)."""
     schema = table.json_schema()
     properties: dict[str, Any] = schema["properties"]
     for name, spec in _stored_properties(current).items():
         properties.setdefault(name, spec)
-    for name, dtype in extra.items():
-        properties.setdefault(name, {"description": UNDECLARED, "x-parquet-type": str(dtype)})
+    for name, dtype in extra:
+        properties.setdefault(name, {"description": UNDECLARED, "x-parquet-type": dtype})
     return (json.dumps(schema, indent=2, ensure_ascii=False) + "\n").encode()
 
 

@@ -1,0 +1,267 @@
+"""The hourly capture at fleet sizes, against a Graph API that answers every request after a delay.
+
+    .venv/bin/python bench/bench_capture.py [--size 5x20 --size 50x20] [--big] [--delay 0.1]
+                                            [--baseline-max 50]
+
+For each size N x M (N synthetic accounts with exactly M live stories each), a Graph API simulator
+(`World.fleet`) runs in its own process, answering every HTTP request after `--delay` seconds
+(`Faults.latency_seconds`, slept without a lock, so requests wait side by side). Against it, in the
+same run, one after the other:
+
+- ours: the real CLI, `ig-story-metrics run --all --json`, in a fresh interpreter, into a temporary
+  local lake (wall time includes the interpreter's start and the writes);
+- baseline: a client of the predecessor's shape, written below with httpx: one GET per story and
+  metric group, the stories of an account at once, one account after another; it stores nothing.
+
+Printed per client: wall time, HTTP requests, API operations (a GET is one, a batch counts its
+operations), the ratio of HTTP requests to the lower bound (listings + ceil(insights operations /
+50)), peak RSS and CPU time of the client's process (from `wait4`), and the simulator's own CPU
+time while it served that client (it must not be the bottleneck). Sizes: 5x20 and 50x20 by
+default, 1000x20 with --big. The baseline runs only up to --baseline-max accounts (one account
+after another, 1000 accounts take minutes). Issue 15's targets (2 cores, 100 ms): 5x20 < 0.8 s,
+50x20 < 1.5 s, 1000x20 < 30 s wall, < 10 s CPU, < 300 MB RSS, requests within 5 % of the bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from ig_story_metrics.model.metrics import for_login, metric_requests
+from ig_story_metrics.simulator import DEFAULT_TOKEN, Faults, World, simulator_server
+from ig_story_metrics.simulator.world import fleet_accounts
+
+VENV_BIN = Path(sys.executable).parent
+STORY_FIELDS = "id,media_type,media_product_type,permalink,timestamp,caption"
+TARGETS = {(5, 20): 0.8, (50, 20): 1.5, (1000, 20): 30.0}
+
+
+@dataclass
+class Figures:
+    """One client's run: what it cost, on both sides of the wire."""
+
+    wall: float
+    cpu: float
+    rss_mb: float
+    http: int
+    operations: int
+    listings: int
+    insights_ops: int
+    sim_cpu: float
+    exit_code: int
+
+    @property
+    def bound(self) -> int:
+        return self.listings + math.ceil(self.insights_ops / 50)
+
+
+# -- the simulator, in its own process ---------------------------------------------------------
+
+
+def serve(accounts: int, stories: int, delay: float) -> None:
+    """Serve a fleet world; print its URL, then answer each stdin line with the served totals."""
+    world = World.fleet(accounts, stories)
+    with simulator_server(world=world, faults=Faults(latency_seconds=delay)) as server:
+        print(server.url, flush=True)
+        for _ in sys.stdin:
+            stats = server.simulator.stats
+            usage = os.times()
+            totals = {
+                "cpu": usage.user + usage.system,
+                "http": stats.http_requests,
+                "listings": stats.by_route["stories"],
+                "insights": stats.by_route["insights"],
+            }
+            print(json.dumps(totals), flush=True)
+
+
+class Simulator:
+    def __init__(self, accounts: int, stories: int, delay: float) -> None:
+        argv = [sys.executable, __file__, "serve", str(accounts), str(stories), str(delay)]
+        self.process = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        self.url = self.process.stdout.readline().strip()
+
+    def totals(self) -> dict[str, float]:
+        assert self.process.stdout is not None
+        assert self.process.stdin is not None
+        self.process.stdin.write("\n")
+        self.process.stdin.flush()
+        return dict(json.loads(self.process.stdout.readline()))
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+def measured(sim: Simulator, argv: list[str], env: dict[str, str]) -> tuple[Figures, str]:
+    """Run `argv` as a child; its wall time, rusage and the simulator's totals while it ran."""
+    before = sim.totals()
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    assert child.stdout is not None
+    out = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    after = sim.totals()
+    served = {key: after[key] - before[key] for key in after}
+    figures = Figures(
+        wall=wall,
+        cpu=usage.ru_utime + usage.ru_stime,
+        rss_mb=usage.ru_maxrss / 1024,
+        http=int(served["http"]),
+        operations=int(served["listings"] + served["insights"]),
+        listings=int(served["listings"]),
+        insights_ops=int(served["insights"]),
+        sim_cpu=served["cpu"],
+        exit_code=child.returncode,
+    )
+    return figures, out
+
+
+# -- the two clients ---------------------------------------------------------------------------
+
+
+def ours(sim: Simulator, accounts: int, folder: Path) -> Figures:
+    """`ig-story-metrics run --all --json` over the fleet, into a lake under `folder`."""
+    accounts_file = folder / "accounts.toml"
+    accounts_file.write_text(
+        "".join(
+            f'[accounts.{name}]\nig_user_id = "{uid}"\n'
+            for name, uid in fleet_accounts(accounts).items()
+        )
+    )
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "IG_GRAPH_API_URL": sim.url,
+        "IG_ACCESS_TOKEN": DEFAULT_TOKEN,
+        "IG_ACCOUNTS_FILE": str(accounts_file),
+        "STORAGE_URL": str(folder / "lake"),
+    }
+    argv = [str(VENV_BIN / "ig-story-metrics"), "run", "--all", "--json"]
+    figures, out = measured(sim, argv, env)
+    report = json.loads(out)
+    reported = sum(a["http_requests"] for a in report["accounts"])
+    stored = sum(a["stored_rows"] for a in report["accounts"])
+    if reported != figures.http:
+        print(f"  ! the report counts {reported} HTTP requests, the simulator {figures.http}")
+    print(f"  ours stored {stored} rows; exit {figures.exit_code}")
+    return figures
+
+
+def baseline(sim: Simulator, accounts: int) -> Figures:
+    argv = [sys.executable, __file__, "baseline", sim.url, str(accounts)]
+    figures, _ = measured(sim, argv, {"PATH": os.environ.get("PATH", "")})
+    return figures
+
+
+async def baseline_client(url: str, accounts: int) -> None:
+    """The predecessor's shape: per account, list, then one GET per story and metric group (all
+    of the account's at once); one account after another. Stores nothing."""
+    groups = for_login(metric_requests(), "facebook")
+    headers = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
+        for uid in fleet_accounts(accounts).values():
+            listing = await http.get(
+                f"/v25.0/{uid}/stories", params={"fields": STORY_FIELDS, "limit": 25}
+            )
+            stories = [s["id"] for s in listing.json()["data"]]
+            calls = []
+            for story in stories:
+                for metrics, breakdown in groups:
+                    params = {"metric": ",".join(metrics)}
+                    if breakdown:
+                        params["breakdown"] = breakdown
+                    calls.append(http.get(f"/v25.0/{story}/insights", params=params))
+            for answer in await asyncio.gather(*calls):
+                answer.json()
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+
+def row(name: str, f: Figures) -> str:
+    return (
+        f"  {name:<9}{f.wall:>8.2f} s{f.http:>8}{f.operations:>8}{f.http / max(f.bound, 1):>8.3f}"
+        f"{f.rss_mb:>8.0f} MB{f.cpu:>7.2f} s{f.sim_cpu:>9.2f} s"
+    )
+
+
+def bench(accounts: int, stories: int, delay: float, baseline_max: int) -> bool:
+    print(f"\n{accounts} accounts x {stories} stories, {delay * 1000:.0f} ms per request")
+    sim = Simulator(accounts, stories, delay)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            mine = ours(sim, accounts, Path(folder))
+        theirs = baseline(sim, accounts) if accounts <= baseline_max else None
+    finally:
+        sim.close()
+    print(
+        f"  {'client':<9}{'wall':>10}{'HTTP':>8}{'ops':>8}{'/bound':>8}{'RSS':>11}{'CPU':>9}"
+        f"{'sim CPU':>11}"
+    )
+    print(row("ours", mine))
+    if theirs is None:
+        print(f"  baseline skipped (more than --baseline-max {baseline_max} accounts)")
+    else:
+        print(row("baseline", theirs))
+        print(
+            f"  ours is {theirs.wall / mine.wall:.1f}x faster, "
+            f"{theirs.http / max(mine.http, 1):.1f}x fewer HTTP requests"
+        )
+    print(
+        f"  lower bound: {mine.bound} HTTP requests ({mine.listings} listings + "
+        f"ceil({mine.insights_ops} insights operations / 50))"
+    )
+    target = TARGETS.get((accounts, stories))
+    met = mine.exit_code == 0 and mine.http <= 1.05 * mine.bound
+    if target is not None and delay == 0.1:
+        met = met and mine.wall < target
+        if accounts >= 1000:
+            met = met and mine.cpu < 10 and mine.rss_mb < 300
+        print(f"  target {target} s (and within 5 % of the bound): {'met' if met else 'MISSED'}")
+    return met
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["serve"]:
+        serve(int(argv[1]), int(argv[2]), float(argv[3]))
+        return 0
+    if argv[:1] == ["baseline"]:
+        asyncio.run(baseline_client(argv[1], int(argv[2])))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", action="append", help="N x M, e.g. 50x20 (repeatable)")
+    parser.add_argument("--big", action="store_true", help="add 1000x20")
+    parser.add_argument("--delay", type=float, default=0.1, help="seconds per HTTP request")
+    parser.add_argument("--baseline-max", type=int, default=50, help="most accounts for baseline")
+    args = parser.parse_args(argv)
+    sizes = args.size or ["5x20", "50x20"]
+    if args.big:
+        sizes.append("1000x20")
+    results = []
+    for size in sizes:
+        accounts, stories = (int(part) for part in size.lower().split("x"))
+        results.append(bench(accounts, stories, args.delay, args.baseline_max))
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

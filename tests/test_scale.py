@@ -1,0 +1,76 @@
+"""Fleets: the simulator's synthetic accounts and delay, and insights packed across accounts."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+
+from ig_story_metrics.jobs import hourly
+from ig_story_metrics.model.accounts import Account
+from ig_story_metrics.settings import load_settings, resolve_tokens
+from ig_story_metrics.simulator import SEED_ACCOUNTS, Faults, GraphSimulator, SimulatorServer, World
+from ig_story_metrics.simulator.server import answer
+from ig_story_metrics.simulator.world import fleet_accounts
+
+from .conftest import FAST, NOW, SECRET_TOKEN, frozen
+
+
+def test_fleet_accounts_keep_exactly_m_live_stories_and_the_seed_accounts_stay() -> None:
+    """World.fleet: every synthetic account has exactly M live stories at any moment, each found
+    by its id; the seed accounts post as before."""
+    world = World.fleet(120, 7, clock=frozen())
+    seed = World(clock=frozen())
+    for name in SEED_ACCOUNTS:
+        assert [s.id for s in world.live_stories(name)] == [s.id for s in seed.live_stories(name)]
+    for minutes in (0, 13, 601, 1439):
+        at = NOW + timedelta(minutes=minutes)
+        for name in ("fleet0001", "fleet0099", "fleet0120"):
+            live = world.live_stories(name, at)
+            assert len(live) == 7
+            assert all(world.story(s.id) == s for s in live)
+    assert len(fleet_accounts(120)) == len(set(fleet_accounts(120).values())) == 120
+
+
+def test_latency_delays_every_answer() -> None:
+    """Faults.latency_seconds: the HTTP layer sleeps that long before every answer."""
+    simulator = GraphSimulator(faults=Faults(latency_seconds=0.25))
+    slept: list[float] = []
+    reply = answer(simulator, "GET", "/v25.0/me", [], b"", sleep=slept.append)
+    assert reply is not None
+    assert slept == [0.25]
+    assert not simulator.faults.any  # a delay breaks nothing
+
+
+def test_insights_of_accounts_sharing_a_token_fill_batches(tmp_path: Path) -> None:
+    """30 accounts x 4 stories (12 operations each) with one token: their insights travel in
+    full batches of 50 across accounts, not one part-filled batch per account, and the per-account
+    counters add up to what the simulator served."""
+    names = fleet_accounts(30)
+    world = World.fleet(30, 4, clock=frozen())
+    simulator = GraphSimulator(world, tokens={SECRET_TOKEN: None})
+    with SimulatorServer(simulator) as server:
+        env = {
+            "IG_ACCESS_TOKEN": SECRET_TOKEN,
+            "IG_GRAPH_API_URL": server.url,
+            "STORAGE_URL": str(tmp_path / "lake"),
+        }
+        settings = load_settings(env)
+        accounts = [Account(name, uid) for name, uid in names.items()]
+        tokens = resolve_tokens(settings, accounts, env={})
+        report = hourly.run(settings, accounts, tokens, clock=frozen(), policy=FAST)
+        stats = simulator.stats
+    assert report.exit_code == 0
+    insights = stats.by_route["insights"]
+    assert insights == 30 * 4 * 3
+    # alone, each account sends its own part-filled batch: 30; packed, 8 and a few flushed early
+    # by the linger (how many depends on when the listings come back)
+    assert math.ceil(insights / 50) <= stats.batches <= 15
+    assert sum(a.http_requests for a in report.accounts) == stats.http_requests
+    assert sum(a.operations for a in report.accounts) == insights + stats.by_route["stories"]
+    assert all(a.operations == 1 + 4 * 3 for a in report.accounts)
+    frame = pl.read_parquet(tmp_path / "lake/Instagram/*/insights/stories/*/*.parquet")
+    assert frame.height == 30 * 4
+    assert frame.group_by("account").len()["len"].to_list() == [4] * 30
