@@ -26,6 +26,7 @@ from ig_story_metrics.settings import load_settings
 from ig_story_metrics.simulator import DEFAULT_TOKEN, SEED_ACCOUNTS, World, simulator_server
 from ig_story_metrics.simulator.world import SimStory
 from ig_story_metrics.storage import Lake, open_lake
+from tests.storage.writer import ACCOUNT, DAY, snapshot_frame
 
 from .conftest import NOW, run_cli
 
@@ -259,3 +260,21 @@ def test_frame_without_the_capture_column_counts_as_hourly() -> None:
     [c] = day_coverage(frame, [NOW.date()], NOW + 3 * HOUR)
     assert c.missing_hours == ()
     assert c.snapshots_max == 3
+
+
+def test_the_audit_lists_quarantined_files(tmp_path: Path) -> None:
+    """A daily file that could not be read is moved aside by the next write: the audit names it
+    (terminal and JSON), so a person knows rows are set aside."""
+    with open_lake(str(tmp_path / "lake")) as lake:
+        lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
+        daily = next((tmp_path / "lake").rglob("*.parquet"))
+        daily.write_bytes(b"not parquet at all")
+        lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-b"))
+        now = datetime(DAY.year, DAY.month, DAY.day, 23, tzinfo=UTC)
+        report = audit.audit(lake, now=now, days=1)
+    assert len(report.quarantined) == 1
+    assert ".parquet.corrupt-" in report.quarantined[0]
+    assert report.quarantined[0] in report.model_dump_json()
+    console = Console(record=True, width=400)
+    render_audit(report, console)
+    assert "quarantined" in console.export_text()

@@ -14,10 +14,11 @@ from datetime import date, datetime, timedelta
 import polars as pl
 
 from ig_story_metrics.model.coverage import FINAL_WITHIN, LATE_AFTER, day_coverage
+from ig_story_metrics.model.snapshot import SNAPSHOTS
 from ig_story_metrics.report.audit import AuditReport, log_audit
 from ig_story_metrics.report.models import RunReport
 from ig_story_metrics.storage import Lake
-from ig_story_metrics.storage.scan import day_range, read_snapshots
+from ig_story_metrics.storage.scan import day_range, read_snapshots, snapshot_accounts
 
 
 def audit(
@@ -37,7 +38,7 @@ def audit(
     frame, chosen = read_days(
         lake, now=now, days=days, accounts=accounts, until_day_before=until_day_before
     )
-    return report_for(
+    report = report_for(
         frame,
         lake.url(""),
         now=now,
@@ -48,6 +49,9 @@ def audit(
         max_missed_finals=max_missed_finals,
         max_missing_hours=max_missing_hours,
     )
+    names = snapshot_accounts(lake) if accounts is None else list(accounts)
+    report.quarantined = [url for name in names for url in lake.quarantined(SNAPSHOTS, name)]
+    return report
 
 
 def read_days(

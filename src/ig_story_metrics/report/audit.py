@@ -30,6 +30,9 @@ class AuditReport(BaseModel):
     max_missed_finals: int = 0
     max_missing_hours: int = 0
     coverage: list[DayCoverage] = Field(default_factory=list)
+    # Daily files moved aside as unreadable (`...parquet.corrupt-{time}`), of any day: their rows
+    # are not in the figures above until a person repairs or removes them.
+    quarantined: list[str] = Field(default_factory=list)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -91,6 +91,13 @@ def render_audit(report: AuditReport, console: Console) -> None:
     for c in report.coverage:
         for line in _misses(c, report.late_minutes):
             console.print(f"[yellow]{c.account} {c.day}[/yellow] {escape(line)}", highlight=False)
+    for moved in report.quarantined:
+        console.print(
+            f"[yellow]quarantined[/yellow] {escape(moved)}: unreadable, moved aside (its rows are "
+            "not counted until it is repaired or removed)",
+            highlight=False,
+            soft_wrap=True,
+        )
     verdict = "[green]ok[/green]" if report.ok else "[red]FAILED[/red]"
     console.print(
         f"audit {verdict}: thresholds {report.max_missed_finals} missed finals, "
