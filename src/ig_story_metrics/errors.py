@@ -4,6 +4,7 @@
     ├── ConfigError          the run cannot start (exit code 2)
     │   ├── CallerError      the request is wrong: an unknown or malformed account name (HTTP 400)
     │   └── SetupError       the deployment is wrong: settings, accounts file, tokens (HTTP 500)
+    ├── Refused              a Cloud Function answers this HTTP status and message, nothing more
     └── StorageError         the lake could not be read or written (storage/)
 
 Graph API errors have their own tree in `graph/errors.py`, rooted here too. Entry points map errors
@@ -33,6 +34,15 @@ class SetupError(ConfigError):
     """The deployment is misconfigured: settings, accounts file, tokens."""
 
     http_status = 500
+
+
+class Refused(IgStoryMetricsError):
+    """A Cloud Function stops here and answers `status` with `{"error": message}`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 class StorageError(IgStoryMetricsError):

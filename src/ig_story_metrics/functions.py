@@ -55,7 +55,7 @@ import flask
 import functions_framework
 
 from ig_story_metrics import logs
-from ig_story_metrics.errors import ConfigError, StorageError
+from ig_story_metrics.errors import ConfigError, Refused, StorageError
 from ig_story_metrics.jobs import hourly, sweep, tokens
 from ig_story_metrics.jobs.audit import daily_audit
 from ig_story_metrics.model.accounts import account_name_problem
@@ -72,15 +72,6 @@ MODES = ("sweep", "tokens")  # no mode: the hourly run
 
 logs.configure("json")  # functions always log JSON lines, whatever LOG_FORMAT says
 log = logging.getLogger("ig_story_metrics.function")
-
-
-class Refused(Exception):
-    """The function will not run: answer `status` with `{"error": message}`."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @functions_framework.http

@@ -29,7 +29,7 @@ import functions_framework
 
 from ig_story_metrics import logs
 from ig_story_metrics.clock import Deadline, utc_now
-from ig_story_metrics.errors import ConfigError, StorageError
+from ig_story_metrics.errors import ConfigError, Refused, StorageError
 from ig_story_metrics.jobs.hourly import lake_for
 from ig_story_metrics.jobs.webhooks import store_delivery
 from ig_story_metrics.model.webhook import SIGNATURE_HEADER, handshake_answer, signature_valid
@@ -43,15 +43,6 @@ logs.configure("json")
 log = logging.getLogger("ig_story_metrics.webhook")
 
 
-class Answer(Exception):
-    """Stop here and answer `status` with `{"error": message}`."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 @functions_framework.http
 def story_insights_webhook(request: flask.Request) -> flask.Response:
     """The handshake (GET) or one delivery (POST); see the module's table."""
@@ -59,7 +50,7 @@ def story_insights_webhook(request: flask.Request) -> flask.Response:
         if request.method == "GET":
             return handshake(request)
         return deliver(request)
-    except Answer as exc:
+    except Refused as exc:
         level = logging.WARNING if exc.status < 500 else logging.ERROR
         log.log(
             level,
@@ -81,7 +72,7 @@ def settings() -> Settings:
     try:
         loaded = load_settings()
     except ConfigError as exc:
-        raise Answer(500, str(exc)) from None
+        raise Refused(500, str(exc)) from None
     register_secrets(
         s.get_secret_value() for s in (loaded.app_secret, loaded.webhook_verify_token) if s
     )
@@ -93,10 +84,10 @@ def handshake(request: flask.Request) -> flask.Response:
     config = settings()
     token = config.webhook_verify_token
     if token is None:
-        raise Answer(500, "IG_WEBHOOK_VERIFY_TOKEN is not set: the handshake cannot be checked")
+        raise Refused(500, "IG_WEBHOOK_VERIFY_TOKEN is not set: the handshake cannot be checked")
     challenge = handshake_answer(request.args.to_dict(), token.get_secret_value())
     if challenge is None:
-        raise Answer(403, "handshake refused: wrong hub.mode or hub.verify_token")
+        raise Refused(403, "handshake refused: wrong hub.mode or hub.verify_token")
     log.info("webhook handshake answered", extra={"event": "webhook_handshake"})
     return flask.Response(challenge, status=200, mimetype="text/plain")
 
@@ -104,26 +95,26 @@ def handshake(request: flask.Request) -> flask.Response:
 def deliver(request: flask.Request) -> flask.Response:
     """Verify, store (before answering), answer."""
     if request.method != "POST":
-        raise Answer(405, f"method {request.method} not allowed: GET or POST")
+        raise Refused(405, f"method {request.method} not allowed: GET or POST")
     body = read_body(request)
     config = settings()
     if config.app_secret is None:
-        raise Answer(500, "IG_APP_SECRET is not set: deliveries cannot be verified")
+        raise Refused(500, "IG_APP_SECRET is not set: deliveries cannot be verified")
     if not signature_valid(
         body, request.headers.get(SIGNATURE_HEADER), config.app_secret.get_secret_value()
     ):
-        raise Answer(403, f"{SIGNATURE_HEADER} absent, malformed or wrong: nothing stored")
+        raise Refused(403, f"{SIGNATURE_HEADER} absent, malformed or wrong: nothing stored")
     try:
         accounts = list(load_accounts(config.accounts_file).values())
     except ConfigError as exc:
-        raise Answer(500, str(exc)) from None
+        raise Refused(500, str(exc)) from None
     try:
         with lake_for(config) as lake:
             stored = store_delivery(
                 lake, accounts, body, utc_now(), deadline=Deadline(STORE_BUDGET_SECONDS)
             )
     except StorageError as exc:
-        raise Answer(503, f"the delivery could not be stored, retry later: {exc}") from None
+        raise Refused(503, f"the delivery could not be stored, retry later: {exc}") from None
     extra = {"event": "webhook_stored", "stored": len(stored.keys), "new": stored.created}
     if not stored.expected:
         log.warning(
@@ -139,20 +130,20 @@ def deliver(request: flask.Request) -> flask.Response:
 def read_body(request: flask.Request) -> bytes:
     """The raw body, at most MAX_BODY bytes (413 beyond, by Content-Length or by what came)."""
     if request.content_length is not None and request.content_length > MAX_BODY:
-        raise Answer(413, f"body of {request.content_length} bytes: the limit is {MAX_BODY}")
+        raise Refused(413, f"body of {request.content_length} bytes: the limit is {MAX_BODY}")
     chunks: list[bytes] = []
     size = 0
     while size <= MAX_BODY:
         try:
             chunk = request.stream.read(MAX_BODY + 1 - size)
         except Exception as exc:  # a malformed chunked body, a client gone
-            raise Answer(400, f"malformed request body ({type(exc).__name__})") from None
+            raise Refused(400, f"malformed request body ({type(exc).__name__})") from None
         if not chunk:
             break
         chunks.append(chunk)
         size += len(chunk)
     if size > MAX_BODY:
-        raise Answer(413, f"body over {MAX_BODY} bytes")
+        raise Refused(413, f"body over {MAX_BODY} bytes")
     return b"".join(chunks)
 
 

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from ig_story_metrics.model.snapshot import SNAPSHOTS
-from ig_story_metrics.storage import Lake, StorageError
+from ig_story_metrics.storage import ConflictError, Lake, StorageError
 from ig_story_metrics.storage.gcs import GcsBackend
 from ig_story_metrics.storage.local import LocalBackend
 from tests.storage.writer import ACCOUNT, DAY, ROWS, open_test_lake, snapshot_frame
@@ -205,3 +205,18 @@ def test_the_documented_polars_glob_reads_the_whole_local_lake(tmp_path: Path) -
     assert lake.schema == SNAPSHOTS.polars_schema
     latest = lake.sort("fetched_at").group_by("account", "story_id").last()
     assert latest.height == 2 * ROWS
+
+
+def test_a_create_only_write_never_replaces_an_object_that_appeared_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Generation 0 means "must not exist": when another writer creates the file between the
+    check and the write (simulated: the check sees nothing), the write is a conflict and the
+    other writer's bytes stay."""
+    backend = LocalBackend(tmp_path)
+    backend.write("x/once.json", b"first", if_generation=0)
+    monkeypatch.setattr(LocalBackend, "_generation", lambda self, path: 0)
+    with pytest.raises(ConflictError):
+        backend.write("x/once.json", b"second", if_generation=0)
+    assert (tmp_path / "x/once.json").read_bytes() == b"first"
+    assert [p.name for p in (tmp_path / "x").iterdir()] == ["once.json"]  # no temp file left

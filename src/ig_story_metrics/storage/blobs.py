@@ -7,26 +7,19 @@ key named after their own hash, and archived story media. An object that exists 
     put_once(backend, key, data)                    the same, on a backend
     exists(lake, key) / get(backend, key)           is it there / its bytes
 
-Write-once creation:
-- local folder: the bytes go to a temp file (fsynced), then `os.link` gives it the final name, which
-  fails if that name exists: no reader ever sees a partial object, and a concurrent writer of the
-  same key loses cleanly;
-- GCS: one upload with `if_generation_match=0` (create only); a 412 means it already exists.
+Write-once creation is a backend write with generation 0 ("must not exist"): on a local folder a
+temp file linked to its name (`os.link` fails when the name exists), on GCS one upload with
+`if_generation_match=0`; either way no reader sees a partial object and a concurrent writer of the
+same key loses cleanly.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
-from pathlib import Path
 from typing import BinaryIO
 
 from ig_story_metrics.clock import Deadline
-from ig_story_metrics.storage.backend import Backend, ConflictError, StorageError
+from ig_story_metrics.storage.backend import Backend, ConflictError
 from ig_story_metrics.storage.lake import Lake
-from ig_story_metrics.storage.local import LocalBackend
 
 
 def put(
@@ -71,8 +64,6 @@ def put_once(
 ) -> bool:
     """Create `key` with `data`; True when created now, False when it already existed.
     A `StorageError` when it could not be stored (a webhook answers 5xx so Meta retries)."""
-    if isinstance(backend, LocalBackend):
-        return _create_local(backend.root / key, data)
     try:
         backend.write(key, data, if_generation=0, deadline=deadline, content_type=content_type)
     except ConflictError:
@@ -90,39 +81,3 @@ def get(backend: Backend, key: str) -> bytes | None:
     """The object's bytes, None when it does not exist."""
     data, _ = backend.read(key)
     return data
-
-
-def _create_local(path: Path, data: bytes | BinaryIO) -> bool:
-    try:
-        if path.exists():
-            return False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                if isinstance(data, bytes):
-                    handle.write(data)
-                else:
-                    data.seek(0)
-                    shutil.copyfileobj(data, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            try:
-                os.link(tmp, path)  # exclusive: fails when the name exists
-            except FileExistsError:
-                return False
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        _fsync_dir(path.parent)
-    except OSError as exc:
-        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return True
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -80,11 +80,10 @@ class LocalBackend:
                         shutil.copyfileobj(data, handle)
                     handle.flush()
                     os.fsync(handle.fileno())
-                os.replace(tmp, path)
-            except BaseException:
+                _publish(tmp, path, create_only=if_generation == 0)
+            finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
-                raise
             _fsync_dir(path.parent)
         except OSError as exc:
             raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
@@ -200,6 +199,24 @@ def _remove_temp_files(path: Path) -> None:
         for orphan in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
             with contextlib.suppress(OSError):
                 orphan.unlink()
+
+
+def _publish(tmp: str, path: Path, *, create_only: bool) -> None:
+    """Give the written temp file its name: replace what is there, or (`create_only`) only if the
+    name is free: `os.link` fails on an existing name, so a concurrent creator loses cleanly."""
+    if not create_only:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise ConflictError(f"{path} exists already") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP):
+            raise
+        if path.exists():  # a file system without hard links: the check, then the rename
+            raise ConflictError(f"{path} exists already") from None
+        os.replace(tmp, path)
 
 
 def glob_escape(name: str) -> str:
