@@ -289,13 +289,7 @@ schedule_job() {
     --oidc-token-audience="$FUNCTION_URL"
     --attempt-deadline="$deadline"
   )
-  if exists gcloud scheduler jobs describe "$name" --project="$PROJECT" --location="$REGION"; then
-    run gcloud scheduler jobs update http "$name" "${common[@]}" \
-      --update-headers=Content-Type=application/json
-  else
-    run gcloud scheduler jobs create http "$name" "${common[@]}" \
-      --headers=Content-Type=application/json
-  fi
+  upsert_scheduler_job "$name" "${common[@]}"
 }
 
 schedule_function() {

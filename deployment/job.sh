@@ -85,13 +85,7 @@ schedule_execution() {
     --oauth-token-scope=https://www.googleapis.com/auth/cloud-platform
     --attempt-deadline="$deadline"
   )
-  if exists gcloud scheduler jobs describe "$name" --project="$PROJECT" --location="$REGION"; then
-    run gcloud scheduler jobs update http "$name" "${common[@]}" \
-      --update-headers=Content-Type=application/json
-  else
-    run gcloud scheduler jobs create http "$name" "${common[@]}" \
-      --headers=Content-Type=application/json
-  fi
+  upsert_scheduler_job "$name" "${common[@]}"
 }
 
 # jobs.run answers once the execution has started: a short deadline is enough.

@@ -171,3 +171,17 @@ load_common_settings() {
   INVOKER_SA_NAME=${INVOKER_SA_NAME:-ig-story-metrics-invoker}
   DEPLOYER_SA_NAME=${DEPLOYER_SA_NAME:-ig-story-metrics-deployer}
 }
+
+# upsert_scheduler_job NAME ARGS...: create the Cloud Scheduler HTTP job NAME with ARGS (which name
+# its project and location), or update it when it exists; the body is JSON either way.
+upsert_scheduler_job() {
+  local name=$1
+  shift
+  if exists gcloud scheduler jobs describe "$name" --project="$PROJECT" --location="$REGION"; then
+    run gcloud scheduler jobs update http "$name" "$@" \
+      --update-headers=Content-Type=application/json
+  else
+    run gcloud scheduler jobs create http "$name" "$@" \
+      --headers=Content-Type=application/json
+  fi
+}
