@@ -56,6 +56,7 @@ def test_insights_of_accounts_sharing_a_token_fill_batches(tmp_path: Path) -> No
             "IG_ACCESS_TOKEN": SECRET_TOKEN,
             "IG_GRAPH_API_URL": server.url,
             "STORAGE_URL": str(tmp_path / "lake"),
+            "IG_ARCHIVE_MEDIA": "false",  # the CDN is not what this test is about
         }
         settings = load_settings(env)
         accounts = [Account(name, uid) for name, uid in names.items()]
@@ -74,3 +75,34 @@ def test_insights_of_accounts_sharing_a_token_fill_batches(tmp_path: Path) -> No
     frame = pl.read_parquet(tmp_path / "lake/Instagram/*/insights/stories/*/*.parquet")
     assert frame.height == 30 * 4
     assert frame.group_by("account").len()["len"].to_list() == [4] * 30
+
+
+def test_an_account_about_to_send_its_next_calls_does_not_let_a_part_filled_batch_go(
+    tmp_path: Path,
+) -> None:
+    """5 accounts x 20 stories (60 operations each: a first batch of 50, then 10 once it is
+    answered) with one token: 300 operations in exactly 6 full batches. When the last shared
+    batch is answered, its accounts are about to send their next calls: the packer must not take
+    them for idle and flush the operations queued so far (it did: 7 batches, one of 40, one of
+    10, a round trip more)."""
+    names = fleet_accounts(5)
+    world = World.fleet(5, 20, clock=frozen())
+    simulator = GraphSimulator(
+        world, tokens={SECRET_TOKEN: None}, faults=Faults(latency_seconds=0.05)
+    )
+    with SimulatorServer(simulator) as server:
+        env = {
+            "IG_ACCESS_TOKEN": SECRET_TOKEN,
+            "IG_GRAPH_API_URL": server.url,
+            "STORAGE_URL": str(tmp_path / "lake"),
+            "IG_ARCHIVE_MEDIA": "false",
+        }
+        settings = load_settings(env)
+        accounts = [Account(name, uid) for name, uid in names.items()]
+        tokens = resolve_tokens(settings, accounts, env={})
+        report = hourly.run(settings, accounts, tokens, clock=frozen(), policy=FAST)
+        stats = simulator.stats
+    assert report.exit_code == 0
+    assert stats.by_route["insights"] == 300
+    assert stats.batches == 6
+    assert stats.http_requests == 5 + 6

@@ -36,10 +36,35 @@ LINGER_SECONDS = 0.3  # the longest a part-filled batch waits for operations of 
 
 
 @dataclass(slots=True)
+class _Call:
+    """One `batch()` call: its account waits on the packer until its last operation is answered
+    (not until its coroutine resumes: by then it may be about to send its next calls)."""
+
+    session: Session
+    queue: _Queue
+    unanswered: int
+
+    def answered(self) -> None:
+        self.unanswered -= 1
+        if self.unanswered == 0:
+            self.queue.stop_waiting(self.session)
+
+
+@dataclass(slots=True)
 class _Op:
     session: Session
     url: str
     answer: asyncio.Future[Exchange]
+    call: _Call
+
+    def settle(self, answer: Exchange | BaseException) -> None:
+        if self.answer.done():
+            return
+        if isinstance(answer, BaseException):
+            self.answer.set_exception(answer)
+        else:
+            self.answer.set_result(answer)
+        self.call.answered()
 
 
 @dataclass(slots=True)
@@ -53,6 +78,11 @@ class _Queue:
     def idle(self) -> bool:
         """Every member waits on the packer and no batch is out: no answer can bring more."""
         return self.in_flight == 0 and len(self.waiting) >= self.members
+
+    def stop_waiting(self, session: Session) -> None:
+        self.waiting[id(session)] -= 1
+        if self.waiting[id(session)] <= 0:
+            del self.waiting[id(session)]
 
 
 class Packer:
@@ -87,8 +117,9 @@ class Packer:
         same token; raises the batch POST's GraphError when one of them failed as a whole."""
         await self._client.pace(session)
         loop = asyncio.get_running_loop()
-        ops = [_Op(session, url, loop.create_future()) for url in relative_urls]
         queue = self._queue(session)
+        call = _Call(session, queue, len(relative_urls))
+        ops = [_Op(session, url, loop.create_future(), call) for url in relative_urls]
         queue.ops.extend(ops)
         queue.waiting[id(session)] += 1
         while len(queue.ops) >= MAX_BATCH:
@@ -99,9 +130,9 @@ class Packer:
         try:
             answers = await asyncio.gather(*(op.answer for op in ops), return_exceptions=True)
         finally:
-            queue.waiting[id(session)] -= 1
-            if queue.waiting[id(session)] <= 0:
-                del queue.waiting[id(session)]
+            if call.unanswered > 0:  # cancelled before its answers: it waits no more
+                call.unanswered = 0
+                queue.stop_waiting(session)
             self._flush_if_idle(queue)
         failed = next((a for a in answers if isinstance(a, BaseException)), None)
         if failed is not None:
@@ -135,18 +166,15 @@ class Packer:
         except GraphError as exc:
             _count_others(ops, lead, lead.counters.http_requests - sent_before)
             for op in ops:
-                if not op.answer.done():
-                    op.answer.set_exception(exc)
+                op.settle(exc)
             return
         except BaseException as exc:  # a bug, or cancellation: no account waits forever
             for op in ops:
-                if not op.answer.done():
-                    op.answer.set_exception(exc)
+                op.settle(exc)
             raise
         _count_others(ops, lead, lead.counters.http_requests - sent_before)
         for op, answer in zip(ops, answers, strict=True):
-            if not op.answer.done():
-                op.answer.set_result(answer)
+            op.settle(answer)
 
 
 def _count_others(ops: Sequence[_Op], lead: Session, attempts: int) -> None:
