@@ -9,7 +9,11 @@ For each size N x M (N synthetic accounts with exactly M live stories each), a G
 same run, one after the other:
 
 - ours: the real CLI, `ig-story-metrics run --all --json`, in a fresh interpreter, into a temporary
-  local lake (wall time includes the interpreter's start and the writes);
+  local lake (wall time includes the interpreter's start and the writes), the media archive off:
+  the capture the targets are about;
+- +media (with --media): the same with the media archive on, into a fresh lake, so every story is
+  new and its image or video is downloaded from the CDN (also delayed): the cost of first sight,
+  which a story pays once in its 24 hours (later runs find its media in the lake);
 - baseline: a client of the predecessor's shape, written below with httpx: one GET per story and
   metric group, the stories of an account at once, one account after another; it stores nothing.
 
@@ -139,8 +143,9 @@ def measured(sim: Simulator, argv: list[str], env: dict[str, str]) -> tuple[Figu
 # -- the two clients ---------------------------------------------------------------------------
 
 
-def ours(sim: Simulator, accounts: int, folder: Path) -> Figures:
-    """`ig-story-metrics run --all --json` over the fleet, into a lake under `folder`."""
+def ours(sim: Simulator, accounts: int, folder: Path, *, media: bool = False) -> Figures:
+    """`ig-story-metrics run --all --json` over the fleet, into a lake under `folder`; with
+    `media`, the media archive on (every story is new: each one's media is downloaded)."""
     accounts_file = folder / "accounts.toml"
     accounts_file.write_text(
         "".join(
@@ -153,7 +158,8 @@ def ours(sim: Simulator, accounts: int, folder: Path) -> Figures:
         "IG_GRAPH_API_URL": sim.url,
         "IG_ACCESS_TOKEN": DEFAULT_TOKEN,
         "IG_ACCOUNTS_FILE": str(accounts_file),
-        "STORAGE_URL": str(folder / "lake"),
+        "STORAGE_URL": str(folder / ("lake-media" if media else "lake")),
+        "IG_ARCHIVE_MEDIA": "true" if media else "false",
     }
     argv = [str(VENV_BIN / "ig-story-metrics"), "run", "--all", "--json"]
     figures, out = measured(sim, argv, env)
@@ -162,7 +168,7 @@ def ours(sim: Simulator, accounts: int, folder: Path) -> Figures:
     stored = sum(a["stored_rows"] for a in report["accounts"])
     if reported != figures.http:
         print(f"  ! the report counts {reported} HTTP requests, the simulator {figures.http}")
-    print(f"  ours stored {stored} rows; exit {figures.exit_code}")
+    print(f"  {'+media' if media else 'ours'} stored {stored} rows; exit {figures.exit_code}")
     return figures
 
 
@@ -204,12 +210,13 @@ def row(name: str, f: Figures) -> str:
     )
 
 
-def bench(accounts: int, stories: int, delay: float, baseline_max: int) -> bool:
+def bench(accounts: int, stories: int, delay: float, baseline_max: int, media: bool) -> bool:
     print(f"\n{accounts} accounts x {stories} stories, {delay * 1000:.0f} ms per request")
     sim = Simulator(accounts, stories, delay)
     try:
         with tempfile.TemporaryDirectory() as folder:
             mine = ours(sim, accounts, Path(folder))
+            archived = ours(sim, accounts, Path(folder), media=True) if media else None
         theirs = baseline(sim, accounts) if accounts <= baseline_max else None
     finally:
         sim.close()
@@ -218,6 +225,8 @@ def bench(accounts: int, stories: int, delay: float, baseline_max: int) -> bool:
         f"{'sim CPU':>11}"
     )
     print(row("ours", mine))
+    if archived is not None:
+        print(row("+media", archived))
     if theirs is None:
         print(f"  baseline skipped (more than --baseline-max {baseline_max} accounts)")
     else:
@@ -252,6 +261,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--big", action="store_true", help="add 1000x20")
     parser.add_argument("--delay", type=float, default=0.1, help="seconds per HTTP request")
     parser.add_argument("--baseline-max", type=int, default=50, help="most accounts for baseline")
+    parser.add_argument(
+        "--media", action="store_true", help="also run ours with the media archive on"
+    )
     args = parser.parse_args(argv)
     sizes = args.size or ["5x20", "50x20"]
     if args.big:
@@ -259,7 +271,7 @@ def main(argv: list[str]) -> int:
     results = []
     for size in sizes:
         accounts, stories = (int(part) for part in size.lower().split("x"))
-        results.append(bench(accounts, stories, args.delay, args.baseline_max))
+        results.append(bench(accounts, stories, args.delay, args.baseline_max, args.media))
     return 0 if all(results) else 1
 
 

@@ -38,6 +38,7 @@ from ig_story_metrics.graph.errors import (
     classify,
     parse_json,
 )
+from ig_story_metrics.graph.form import encode as form_body
 from ig_story_metrics.graph.packer import Packer
 from ig_story_metrics.graph.pools import MAX_CONNECTIONS, Pools
 from ig_story_metrics.graph.retry import RetryPolicy
@@ -49,6 +50,7 @@ from ig_story_metrics.redact import scrub
 
 MAX_BATCH = 50
 PLAIN_CONCURRENCY = 8  # plain GETs in flight per account when batches are refused
+FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
 Transport = httpx.AsyncBaseTransport
 
 
@@ -288,9 +290,12 @@ class GraphClient:
                 got = len(body) if isinstance(body, list) else "no list"
                 raise BadResponse(f"batch answer does not hold {len(ops)} operations (got {got})")
 
+        content = form_body(form)  # encoded once, for every attempt
         body = await self.exchange(
             session,
-            lambda: self._http.build_request("POST", f"{self.version}/", data=form),
+            lambda: self._http.build_request(
+                "POST", f"{self.version}/", content=content, headers=FORM_HEADERS
+            ),
             check,
             operations=len(ops) if operations is None else operations,
             final=(UnsupportedRequest,),

@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import orjson
+
 from ig_story_metrics.errors import IgStoryMetricsError
 from ig_story_metrics.model.numbers import as_int
 from ig_story_metrics.redact import scrub
@@ -218,8 +220,19 @@ def _by_status(status: int) -> GraphError:
 
 
 def parse_json(text: str | bytes) -> object:
-    """Parse a body; None when it is not JSON (an HTML error page, an empty body)."""
+    """Parse a body; None when it is not JSON (an HTML error page, an empty body).
+
+    orjson first (several times faster: a fleet's run parses tens of thousands of bodies), the
+    standard library for what orjson refuses (a lone surrogate, NaN, nesting past 1024), so such
+    bodies read as before; nesting past the interpreter's depth is no JSON we can read (None). orjson reads an integer literal past 64 bits as a float where `json`
+    gives an int: every number we keep goes through `as_int` (both are None past 2**63) or
+    `as_float` (a float either way), so the values are the same.
+    """
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nesting past any parser's depth
         return None

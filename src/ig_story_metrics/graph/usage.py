@@ -10,10 +10,10 @@ and every entry is read, and the largest figure wins.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from ig_story_metrics.graph.errors import parse_json
 from ig_story_metrics.model.numbers import as_float
 
 BUC_HEADER = "x-business-use-case-usage"
@@ -46,10 +46,7 @@ def _entry_usage(entry: object) -> Usage:
 def _usage_of(name: str, raw: str) -> Usage:
     """The usage one header announces (cached: a run sees the same few values many times, in
     every operation of every batch)."""
-    try:
-        parsed = json.loads(raw)
-    except (ValueError, TypeError):
-        return Usage()
+    parsed = parse_json(raw)
     if name == APP_HEADER:
         return _entry_usage(parsed)
     usage = Usage()
