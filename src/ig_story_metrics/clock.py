@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 Clock = Callable[[], datetime]
+MAX_REPLAY_HOURS = 72  # the longest replay on a virtual clock (`demo --hours`, jobs/day.py)
 
 
 def utc_now() -> datetime:

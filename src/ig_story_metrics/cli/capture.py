@@ -7,38 +7,36 @@ import secrets
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import SecretStr
 from rich.console import Console
 
 from ig_story_metrics.cli.common import EXIT_FAILED, app, fail
-from ig_story_metrics.clock import VirtualClock, utc_now
+from ig_story_metrics.clock import MAX_REPLAY_HOURS, VirtualClock, utc_now
 from ig_story_metrics.errors import ConfigError, StorageError
-from ig_story_metrics.jobs import audit as audit_job
-from ig_story_metrics.jobs import day, day_final, hourly
-from ig_story_metrics.jobs import sweep as sweep_job
+from ig_story_metrics.jobs import hourly
 from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.model.shards import Shard, parse_shard
 from ig_story_metrics.redact import register_secrets
-from ig_story_metrics.report.audit import AuditReport, DayRun, log_audit
 from ig_story_metrics.report.events import log_report
 from ig_story_metrics.report.models import RunReport
-from ig_story_metrics.report.terminal import render_audit, render_day, render_run
+from ig_story_metrics.report.terminal import render_run
 from ig_story_metrics.settings import (
     RunConfig,
     load_settings,
     prepare_run,
     resolve_tokens,
 )
-from ig_story_metrics.simulator import (
-    DEFAULT_TOKEN,
-    SEED_ACCOUNTS,
-    World,
-    simulator_server,
-)
-from ig_story_metrics.simulator.webhooks import WebhookSender
+
+# What only the sweep, the audit and the demo need is imported by them, when they run: the hourly
+# run, the command every deployment calls each hour, starts without the simulator, the audit,
+# the replay and their dependencies (a tenth of a second and more of every start).
+if TYPE_CHECKING:
+    from ig_story_metrics.jobs import day
+    from ig_story_metrics.report.audit import AuditReport, DayRun
+    from ig_story_metrics.simulator import World
 
 Job = Callable[[RunConfig], RunReport]
 ShardOption = Annotated[
@@ -127,6 +125,8 @@ def sweep(
     Run it every 10 minutes beside the hourly run, so that each story's last snapshot comes
     minutes before it vanishes. Example: ig-story-metrics sweep --all
     """
+    from ig_story_metrics.jobs import sweep as sweep_job
+
     plan: sweep_job.Plan = "list" if always_list else "lake"
 
     def job(c: RunConfig) -> RunReport:
@@ -161,6 +161,10 @@ def audit(
     Exit 1 when a story's last minutes or an hourly run were missed (beyond the thresholds).
     Example: ig-story-metrics audit --days 7 --json
     """
+    from ig_story_metrics.jobs import audit as audit_job
+    from ig_story_metrics.report.audit import log_audit
+    from ig_story_metrics.report.terminal import render_audit
+
     try:
         with hourly.lake_for(load_settings()) as lake:
             report = audit_job.audit(
@@ -190,7 +194,7 @@ def demo(
         int | None,
         typer.Option(
             min=1,
-            max=day.MAX_HOURS,
+            max=MAX_REPLAY_HOURS,
             help="Replay the last N hours on a virtual "
             "clock: hourly runs and sweeps, then the audit.",
         ),
@@ -202,6 +206,10 @@ def demo(
     and the jobs (the hourly run every full hour, the sweep every 10 minutes), then the audit.
     Example: ig-story-metrics demo --hours 48
     """
+    from ig_story_metrics.jobs import day
+    from ig_story_metrics.report.terminal import render_audit, render_day
+    from ig_story_metrics.simulator import DEFAULT_TOKEN, SEED_ACCOUNTS, simulator_server
+
     accounts = [Account(name, uid) for name, uid in SEED_ACCOUNTS.items()]
     end = utc_now()
     clock = VirtualClock(end - timedelta(hours=hours or 0))
@@ -244,6 +252,9 @@ def _replay(
 ) -> tuple[DayRun, AuditReport]:
     """The replay of `demo --hours`: the simulator's signed webhook deliveries stored in process
     after every run, then the audit and the final values."""
+    from ig_story_metrics.jobs import day, day_final
+    from ig_story_metrics.simulator.webhooks import WebhookSender
+
     with hourly.lake_for(c.settings) as lake:
         secret = secrets.token_hex(16)  # signs the simulated webhook deliveries
         post = day_final.inbox(lake, c.accounts, secret, clock)

@@ -12,9 +12,7 @@ from ig_story_metrics.cli.common import app, fail
 from ig_story_metrics.clock import utc_now
 from ig_story_metrics.errors import ConfigError, StorageError
 from ig_story_metrics.jobs import hourly
-from ig_story_metrics.jobs import report as report_job
 from ig_story_metrics.model.accounts import account_name_problem
-from ig_story_metrics.report.html import render
 from ig_story_metrics.settings import load_settings
 
 
@@ -41,6 +39,9 @@ def report(
     per day, best and worst stories, and the audit's coverage.
     Example: ig-story-metrics report --days 2 --account NPI --out npi.html
     """
+    from ig_story_metrics.jobs import report as report_job  # the report's own imports: when it runs
+    from ig_story_metrics.report.html import render
+
     for name in account or ():
         if problem := account_name_problem(name):
             raise fail(f"--account {name!r}: {problem}")

@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import SecretStr
 
-from ig_story_metrics.clock import VirtualClock
+from ig_story_metrics.clock import MAX_REPLAY_HOURS, VirtualClock
 from ig_story_metrics.jobs import hourly, sweep
 from ig_story_metrics.jobs.audit import read_days, report_for
 from ig_story_metrics.model.accounts import Account
@@ -35,7 +35,7 @@ Job = Literal["hourly", "sweep"]
 HOUR = timedelta(hours=1)
 SWEEP_EVERY = timedelta(minutes=10)
 SWEEP_OFFSET = timedelta(minutes=5)  # cron "5-59/10 * * * *" (deployment/deploy.sh)
-MAX_HOURS = 72
+MAX_HOURS = MAX_REPLAY_HOURS
 
 
 @dataclass(frozen=True, slots=True)
