@@ -28,6 +28,7 @@ from ig_story_metrics.graph.errors import (
     GraphError,
     MetricRejected,
     StorySkipped,
+    ThrottledError,
     TransientError,
     UnsupportedRequest,
     classify,
@@ -325,13 +326,9 @@ def _answer(call: InsightsCall, answer: Exchange) -> Answer:
         return Answer(error=answer.error)
     if answer.status is None:
         return Answer(error=TransientError("batch operation did not finish (null slot)"))
-    usage = parse_usage(answer.headers)
-    error = classify(
-        answer.status,
-        answer.body,
-        requested_metrics=call.metrics,
-        retry_after=usage.regain_seconds or None,
-    )
+    error = classify(answer.status, answer.body, requested_metrics=call.metrics)
+    if isinstance(error, ThrottledError):  # only then do the operation's usage headers matter
+        error.retry_after = parse_usage(answer.headers).regain_seconds or None
     if error is None and not isinstance(answer.body, dict):
         error = BadResponse("insights answer is not a JSON object", http_status=answer.status)
     return Answer(payload=None if error else answer.body, error=error)

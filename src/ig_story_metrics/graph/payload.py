@@ -27,16 +27,17 @@ _MISSING = object()
 def _total_field(item: Mapping[str, Any]) -> object:
     """The raw total: a readable `values[0].value`, else `total_value.value`, else whichever is
     there; `_MISSING` when the item carries neither."""
-    raw: list[object] = []
     values = item.get("values")
-    if isinstance(values, list) and values and isinstance(values[0], dict) and "value" in values[0]:
-        raw.append(values[0]["value"])
+    first: object = _MISSING
+    if isinstance(values, list) and values and isinstance(values[0], dict):
+        first = values[0].get("value", _MISSING)
+    if first is not _MISSING and as_count(first) is not None:
+        return first  # the common case: one look, no list
     total = item.get("total_value")
-    if isinstance(total, dict) and "value" in total:
-        raw.append(total["value"])
-    if not raw:
-        return _MISSING
-    return next((value for value in raw if as_count(value) is not None), raw[0])
+    second = total.get("value", _MISSING) if isinstance(total, dict) else _MISSING
+    if second is not _MISSING and (first is _MISSING or as_count(second) is not None):
+        return second
+    return first
 
 
 def _value(item: Mapping[str, Any]) -> int | None:
