@@ -97,7 +97,7 @@ class Settings(BaseModel):
     # lake; downloads are bounded in number and size, outside the Graph API's rate limits.
     archive_media: bool = Field(default=True, validation_alias="IG_ARCHIVE_MEDIA")
     media_max_mb: float = Field(default=200.0, gt=0, le=4096, validation_alias="IG_MEDIA_MAX_MB")
-    media_concurrency: int = Field(default=4, ge=1, le=32, validation_alias="IG_MEDIA_CONCURRENCY")
+    media_concurrency: int = Field(default=16, ge=1, le=64, validation_alias="IG_MEDIA_CONCURRENCY")
     # The platform's and the Google libraries' own variables, read here like every other setting.
     storage_emulator_host: str | None = Field(
         default=None, validation_alias="STORAGE_EMULATOR_HOST"
