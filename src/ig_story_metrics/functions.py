@@ -55,6 +55,7 @@ import flask
 import functions_framework
 
 from ig_story_metrics import logs
+from ig_story_metrics.bodies import read_body
 from ig_story_metrics.errors import ConfigError, Refused, StorageError
 from ig_story_metrics.jobs import hourly, sweep, tokens
 from ig_story_metrics.jobs.audit import daily_audit
@@ -80,7 +81,7 @@ def fetch_story_metrics(request: flask.Request) -> flask.Response:
     if request.method != "POST":
         return refuse(request, Refused(405, f"method {request.method} not allowed: use POST"))
     try:
-        body = read_body(request)
+        body = read_body(request, MAX_BODY)
         names = parse_body(body)
         mode = parse_mode(body)
         if mode == "tokens":  # not a capture: the daily token check
@@ -120,26 +121,6 @@ def tokens_mode() -> flask.Response:
         raise Refused(exc.http_status, str(exc)) from None
     log_tokens(report)
     return answer(STATUS_OK if report.ok else STATUS_ACCOUNT_FAILED, report.to_json())
-
-
-def read_body(request: flask.Request) -> bytes:
-    """The body, at most MAX_BODY bytes: 413 when Content-Length or the bytes sent say more."""
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise Refused(413, f"body of {request.content_length} bytes: the limit is {MAX_BODY}")
-    chunks: list[bytes] = []
-    size = 0
-    while size <= MAX_BODY:
-        try:
-            chunk = request.stream.read(MAX_BODY + 1 - size)
-        except Exception as exc:  # a malformed chunked body, a client gone: the request's fault
-            raise Refused(400, f"malformed request body ({type(exc).__name__})") from None
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    if size > MAX_BODY:
-        raise Refused(413, f"body over {MAX_BODY} bytes")
-    return b"".join(chunks)
 
 
 def parse_body(body: bytes) -> list[str]:

@@ -28,6 +28,7 @@ import flask
 import functions_framework
 
 from ig_story_metrics import logs
+from ig_story_metrics.bodies import read_body
 from ig_story_metrics.clock import Deadline, utc_now
 from ig_story_metrics.errors import ConfigError, Refused, StorageError
 from ig_story_metrics.jobs.hourly import lake_for
@@ -96,7 +97,7 @@ def deliver(request: flask.Request) -> flask.Response:
     """Verify, store (before answering), answer."""
     if request.method != "POST":
         raise Refused(405, f"method {request.method} not allowed: GET or POST")
-    body = read_body(request)
+    body = read_body(request, MAX_BODY)
     config = settings()
     if config.app_secret is None:
         raise Refused(500, "IG_APP_SECRET is not set: deliveries cannot be verified")
@@ -125,26 +126,6 @@ def deliver(request: flask.Request) -> flask.Response:
     else:
         log.info("webhook delivery stored", extra=extra)
     return reply(200, {"stored": len(stored.keys), "new": stored.created})
-
-
-def read_body(request: flask.Request) -> bytes:
-    """The raw body, at most MAX_BODY bytes (413 beyond, by Content-Length or by what came)."""
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise Refused(413, f"body of {request.content_length} bytes: the limit is {MAX_BODY}")
-    chunks: list[bytes] = []
-    size = 0
-    while size <= MAX_BODY:
-        try:
-            chunk = request.stream.read(MAX_BODY + 1 - size)
-        except Exception as exc:  # a malformed chunked body, a client gone
-            raise Refused(400, f"malformed request body ({type(exc).__name__})") from None
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    if size > MAX_BODY:
-        raise Refused(413, f"body over {MAX_BODY} bytes")
-    return b"".join(chunks)
 
 
 def reply(status: int, payload: dict[str, object]) -> flask.Response:
