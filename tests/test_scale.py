@@ -10,8 +10,10 @@ import polars as pl
 
 from ig_story_metrics.jobs import hourly
 from ig_story_metrics.model.accounts import Account
+from ig_story_metrics.report.models import RunReport
 from ig_story_metrics.settings import load_settings, resolve_tokens
 from ig_story_metrics.simulator import SEED_ACCOUNTS, Faults, GraphSimulator, SimulatorServer, World
+from ig_story_metrics.simulator.api import Stats
 from ig_story_metrics.simulator.server import answer
 from ig_story_metrics.simulator.world import fleet_accounts
 
@@ -44,25 +46,35 @@ def test_latency_delays_every_answer() -> None:
     assert not simulator.faults.any  # a delay breaks nothing
 
 
-def test_insights_of_accounts_sharing_a_token_fill_batches(tmp_path: Path) -> None:
-    """30 accounts x 4 stories (12 operations each) with one token: their insights travel in
-    full batches of 50 across accounts, not one part-filled batch per account, and the per-account
-    counters add up to what the simulator served."""
-    names = fleet_accounts(30)
-    world = World.fleet(30, 4, clock=frozen())
-    simulator = GraphSimulator(world, tokens={SECRET_TOKEN: None})
+def _fleet_run(
+    tmp_path: Path, accounts: int, stories: int, faults: Faults | None = None
+) -> tuple[RunReport, Stats]:
+    """One hourly run over a fleet sharing one token (media archive off: the CDN is not what
+    these tests are about): its report and what the simulator served."""
+    simulator = GraphSimulator(
+        World.fleet(accounts, stories, clock=frozen()),
+        tokens={SECRET_TOKEN: None},
+        faults=faults or Faults(),
+    )
     with SimulatorServer(simulator) as server:
         env = {
             "IG_ACCESS_TOKEN": SECRET_TOKEN,
             "IG_GRAPH_API_URL": server.url,
             "STORAGE_URL": str(tmp_path / "lake"),
-            "IG_ARCHIVE_MEDIA": "false",  # the CDN is not what this test is about
+            "IG_ARCHIVE_MEDIA": "false",
         }
         settings = load_settings(env)
-        accounts = [Account(name, uid) for name, uid in names.items()]
-        tokens = resolve_tokens(settings, accounts, env={})
-        report = hourly.run(settings, accounts, tokens, clock=frozen(), policy=FAST)
-        stats = simulator.stats
+        fleet = [Account(name, uid) for name, uid in fleet_accounts(accounts).items()]
+        tokens = resolve_tokens(settings, fleet, env={})
+        report = hourly.run(settings, fleet, tokens, clock=frozen(), policy=FAST)
+    return report, simulator.stats
+
+
+def test_insights_of_accounts_sharing_a_token_fill_batches(tmp_path: Path) -> None:
+    """30 accounts x 4 stories (12 operations each) with one token: their insights travel in
+    full batches of 50 across accounts, not one part-filled batch per account, and the per-account
+    counters add up to what the simulator served."""
+    report, stats = _fleet_run(tmp_path, 30, 4)
     assert report.exit_code == 0
     insights = stats.by_route["insights"]
     assert insights == 30 * 4 * 3
@@ -85,23 +97,7 @@ def test_an_account_about_to_send_its_next_calls_does_not_let_a_part_filled_batc
     batch is answered, its accounts are about to send their next calls: the packer must not take
     them for idle and flush the operations queued so far (it did: 7 batches, one of 40, one of
     10, a round trip more)."""
-    names = fleet_accounts(5)
-    world = World.fleet(5, 20, clock=frozen())
-    simulator = GraphSimulator(
-        world, tokens={SECRET_TOKEN: None}, faults=Faults(latency_seconds=0.05)
-    )
-    with SimulatorServer(simulator) as server:
-        env = {
-            "IG_ACCESS_TOKEN": SECRET_TOKEN,
-            "IG_GRAPH_API_URL": server.url,
-            "STORAGE_URL": str(tmp_path / "lake"),
-            "IG_ARCHIVE_MEDIA": "false",
-        }
-        settings = load_settings(env)
-        accounts = [Account(name, uid) for name, uid in names.items()]
-        tokens = resolve_tokens(settings, accounts, env={})
-        report = hourly.run(settings, accounts, tokens, clock=frozen(), policy=FAST)
-        stats = simulator.stats
+    report, stats = _fleet_run(tmp_path, 5, 20, Faults(latency_seconds=0.05))
     assert report.exit_code == 0
     assert stats.by_route["insights"] == 300
     assert stats.batches == 6
