@@ -103,10 +103,7 @@ def final_rows(
     ordered = _expired(snapshots.filter(pl.col("account").is_in(list(accounts))), now)
     for (name, story), group in ordered.group_by(["account", "story_id"], maintain_order=True):
         snaps = group.to_dicts()
-        expires = _last(snaps, "expires_at")
-        posted = _last(snaps, "posted_at")
-        if expires is None or posted is None or expires > now:
-            continue
+        posted = _last(snaps, "posted_at")  # set, and the story expired: `_expired` chose it
         user = accounts[str(name)]
         seen.add((user, str(story)))
         row = _from_snapshots(user, str(story), snaps)
