@@ -1,0 +1,75 @@
+"""The console script leaves without the interpreter's teardown, and loses nothing by it: the exit
+hooks run, what it printed is flushed into a pipe, the status is the command's, and a thread still
+alive is waited for (subprocesses: the real entry point, `python -m ig_story_metrics`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from ig_story_metrics import __version__
+
+# main() the way the console script calls it, after an exit hook and optionally a live thread.
+SCRIPT = """
+import atexit, sys, threading, time
+from pathlib import Path
+out = Path(sys.argv[1])
+atexit.register(lambda: (out / "hook").write_text("ran"))
+if sys.argv[2] == "thread":
+    def late():
+        time.sleep(0.3)
+        (out / "thread").write_text("done")
+    threading.Thread(target=late).start()
+sys.argv = ["ig-story-metrics", *sys.argv[3:]]
+from ig_story_metrics.cli import main
+main()
+"""
+
+
+def _main(tmp_path: Path, thread: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path), thread, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_command_runs_the_exit_hooks_and_flushes_its_output(tmp_path: Path) -> None:
+    result = _main(tmp_path, "none", "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"ig-story-metrics {__version__}\n"
+    assert (tmp_path / "hook").read_text() == "ran"
+
+
+def test_the_status_is_the_commands(tmp_path: Path) -> None:
+    """A usage error is 2, with typer's message on stderr; --help prints all of itself."""
+    bad = _main(tmp_path, "none", "run", "--no-such-option")
+    assert bad.returncode == 2
+    assert "No such option" in bad.stderr
+    helped = _main(tmp_path, "none", "--help")
+    assert helped.returncode == 0
+    assert "Usage:" in helped.stdout
+    assert helped.stdout.rstrip().endswith("─╯")  # the last line of the commands box
+
+
+def test_a_thread_still_alive_is_waited_for(tmp_path: Path) -> None:
+    result = _main(tmp_path, "thread", "--version")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "thread").read_text() == "done"
+    assert (tmp_path / "hook").read_text() == "ran"
+
+
+def test_python_dash_m_is_the_same_command(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ig_story_metrics", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"ig-story-metrics {__version__}\n"
