@@ -38,8 +38,18 @@ def graph_error(message: str, code: int) -> dict[str, Any]:
 
 
 def bad_gzip(graph: HostileGraph, path: str, *_: object) -> Reply:
-    """An answer that says `Content-Encoding: gzip` over a body that is not gzip."""
+    """An answer that says `Content-Encoding: gzip` over a body that is not gzip (as an operation
+    of a batch, whose body is a JSON string: a body that is not JSON, see `_as_operation`)."""
     return 200, {"Content-Type": "application/json", "Content-Encoding": "gzip"}, b'{"data": []}'
+
+
+def _as_operation(answer: Reply) -> dict[str, Any]:
+    """A route's answer as a batch operation's; a body claiming gzip stays unreadable."""
+    status, headers, payload = answer
+    body = payload.decode("utf-8", "replace")
+    if headers.get("Content-Encoding") == "gzip":
+        body = "\x1f\x8b\x08" + body  # gzip's magic bytes, then no gzip: not JSON either
+    return {"code": status, "headers": [], "body": body}
 
 
 def insights_item(name: str, value: object, breakdown: str | None) -> dict[str, Any]:
@@ -85,7 +95,8 @@ Route = Callable[["HostileGraph", str, Mapping[str, str], Mapping[str, str]], Re
 
 class HostileGraph:
     """Accounts (ig_user_id -> stories) served as `/{id}/stories` and the batch POST; `routes`
-    overrides a path (exact, without the version) with a function returning raw bytes."""
+    overrides a path (exact, without the version) with a function returning raw bytes, asked for
+    by a GET or by an operation of a batch."""
 
     def __init__(self, accounts: Mapping[str, list[HostileStory]]) -> None:
         self.accounts = dict(accounts)
@@ -126,9 +137,18 @@ class HostileGraph:
         return reply(graph_error(f"Unknown path components: {bare}", 2500), 400)
 
     def _operation(self, op: Mapping[str, str]) -> dict[str, Any]:
+        """One operation of a batch: a route's answer, a listing, or a story's insights."""
         url = urlsplit("/" + op["relative_url"])
         query = dict(parse_qsl(url.query))
-        story = self.stories.get(url.path.strip("/").split("/")[0])
+        bare = "/" + VERSION.sub("", url.path).strip("/")
+        self.calls.append(f"OP {bare}")
+        if bare in self.routes:
+            return _as_operation(self.routes[bare](self, bare, query, {}))
+        user = bare.strip("/").split("/")[0]
+        if bare.endswith("/stories") and user in self.accounts:
+            listing = {"data": [s.listing() for s in self.accounts[user]]}
+            return {"code": 200, "headers": [], "body": json.dumps(listing)}
+        story = self.stories.get(user)
         if story is None:
             status, body = 400, graph_error("Unsupported get request.", 100)
         else:

@@ -96,7 +96,7 @@ def test_hostile_payloads_stay_inside_their_account_or_story(
     accounts = by_name(report)
     assert report.exit_code == 1
     assert [a.account for a in report.accounts if not a.ok] == ["GZIP"]
-    assert "undecodable response body" in (accounts["GZIP"].error or "")
+    assert "response body is not JSON" in (accounts["GZIP"].error or "")
     assert not (tmp_path / "lake/Instagram/GZIP").exists()
     assert {k: v["insights_status"] for k, v in rows(tmp_path, "GOOD").items()} == {
         "11": "ok",

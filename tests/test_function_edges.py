@@ -149,7 +149,7 @@ def test_a_failed_account_is_502_and_below_threshold_is_not(function: Function) 
     gzip = function.post(b'{"accounts": ["GOOD", "GZIP"]}')
     assert gzip.status_code == 502, gzip.text
     accounts = {a["account"]: a for a in gzip.json()["accounts"]}
-    assert "undecodable response body" in accounts["GZIP"]["error"]
+    assert "response body is not JSON" in accounts["GZIP"]["error"]
     assert accounts["GOOD"]["ok"]
     assert accounts["GOOD"]["stored_rows"] == 2
     failed = function.post(b'{"accounts": ["GOOD", "ALLERR"]}')

@@ -4,7 +4,8 @@
 - Every answer goes through `errors.classify()`; `RetryPolicy.decide()` says whether and when to try
   again. Throttling pauses the account for the announced regain time; usage headers at or above the
   policy's threshold pause it before its next call. All waiting is bounded by the run's `Deadline`.
-- `batch()` sends up to 50 GET operations in one POST; `stories.py` and `insights.py` build on it.
+- `batch()` sends up to 50 GET operations in one POST; `stories.py` (the first page of a listing)
+  and `insights.py` build on it, through `retrying()` for a single operation.
   When Meta refuses a batch POST as a whole with an error that is not transient, throttling or
   auth (a deprecated request feature), the client sends plain GETs instead for the rest of the run.
 - With an app secret, every call carries `appsecret_proof` (hex HMAC-SHA256 of the token keyed with
@@ -141,7 +142,7 @@ class GraphClient:
         if isinstance(error, ThrottledError):
             session.paused_until = max(session.paused_until, time.monotonic() + seconds)
 
-    def _note_usage(self, session: Session, usage: Usage) -> None:
+    def note_usage(self, session: Session, usage: Usage) -> None:
         session.usage = usage
         pause = self.policy.usage_pause(usage)
         if pause > 0:
@@ -173,7 +174,7 @@ class GraphClient:
                 f"request to the Graph API failed ({type(exc).__name__}): {scrub(str(exc))}"
             ) from None
         headers = list(response.headers.multi_items())
-        self._note_usage(session, parse_usage(headers))
+        self.note_usage(session, parse_usage(headers))
         return Exchange(response.status_code, parse_json(content), headers)
 
     async def exchange(
@@ -189,11 +190,23 @@ class GraphClient:
         `check` raises BadResponse when a 2xx body is not of the expected shape (retried too);
         errors of a `final` kind are never retried.
         """
+        return await self.retrying(
+            session, lambda: self._send(session, build(), operations), check, final
+        )
+
+    async def retrying(
+        self,
+        session: Session,
+        send: Callable[[], Awaitable[Exchange]],
+        check: Callable[[object], None],
+        final: tuple[type[GraphError], ...] = (),
+    ) -> object:
+        """`exchange` for any way of sending: an HTTP request, or an operation of a batch."""
         attempt = 0
         while True:
             await self.pace(session)
             try:
-                answer = await self._send(session, build(), operations)
+                answer = await send()
                 error = classify(
                     answer.status or 0,
                     answer.body,

@@ -1,9 +1,11 @@
-"""Full batches across accounts: the insights operations of every account that shares a token.
+"""Full batches across accounts: the listing and insights operations of every account that
+shares a token.
 
 A Graph batch holds up to 50 operations under one token. Each account alone fills its batches
 with its own calls (20 stories x 3 calls: a full batch and one of 10); when many accounts of one
 token (an agency's system user) are in flight, `Packer` puts their pending operations in one queue
-per token and sends them as full batches of 50. A part-filled batch goes out as soon as every
+per token and sends them as full batches of 50: their listings first (one POST for 50 accounts),
+then their insights calls. A part-filled batch goes out as soon as every
 account of its token that is still capturing (`member()`) waits on the packer and no batch of
 theirs is out (whose answers would bring their next calls), since no one else can fill it; at the
 latest after LINGER_SECONDS (an account still listing, or pausing, must not
@@ -124,7 +126,9 @@ class Packer:
         queue.waiting[id(session)] += 1
         while len(queue.ops) >= MAX_BATCH:
             self._send(queue, MAX_BATCH)
-        self._flush_if_idle(queue)
+        # whether the others are all waiting too is seen once every account ready to run has run
+        # (at the start of a run, the accounts after this one have not queued their listing yet)
+        loop.call_soon(self._flush_if_idle, queue)
         if queue.ops and queue.timer is None:
             queue.timer = loop.call_later(self._linger, self._send, queue, MAX_BATCH)
         try:

@@ -273,12 +273,14 @@ def _operation(
         url = urlsplit("/" + op["relative_url"].lstrip("/"))
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         token = query.get("access_token") or outer.token()
+        # the outer request's host: a listing's media links point to the CDN on it
+        host = {"host": outer.headers["host"]} if "host" in outer.headers else {}
         inner = Request(
             method=str(op.get("method", "GET")).upper(),
             path=url.path,
             query=query,
             form={},
-            headers={"authorization": f"Bearer {token}"} if token else {},
+            headers={"authorization": f"Bearer {token}", **host} if token else host,
         )
         status, headers, body = sim.handle(inner, top_level=False)
     answer: dict[str, Any] = {"code": status, "body": json.dumps(body)}
