@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
 
+from ig_story_metrics.graph.pools import MAX_CONNECTIONS, POOL_SIZE, Pools
 from ig_story_metrics.jobs import hourly
 from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.report.models import RunReport
@@ -113,3 +115,28 @@ def test_the_simulator_accepts_a_fleet_of_connections_at_once() -> None:
     baseline took 7.6 s instead of 2.6 s at 5 x 20)."""
     with SimulatorServer(GraphSimulator()) as server:
         assert server._server.request_queue_size >= 256
+
+
+def test_the_connection_pools_are_made_as_the_requests_need_them() -> None:
+    """64 connections in pools of 4: a run that sends one request at a time makes one httpx
+    client (each costs milliseconds to make), requests side by side spread over new ones, and
+    closing closes every one made (over a socket: the simulator with a short delay)."""
+    with SimulatorServer(GraphSimulator(faults=Faults(latency_seconds=0.02))) as server:
+
+        async def go() -> tuple[int, int, bool]:
+            pools = Pools(server.url, transport=None, timeout=5)
+            for _ in range(3):
+                response, _ = await pools.carry(pools.build_request("GET", "v25.0/1/stories"))
+                assert response.status_code == 400  # no token: the simulator's answer
+            alone = sum(p.client is not None for p in pools._pools)
+            requests = [pools.build_request("GET", "v25.0/1/stories") for _ in range(10)]
+            await asyncio.gather(*(pools.carry(r) for r in requests))
+            made = [p.client for p in pools._pools if p.client is not None]
+            await pools.aclose()
+            return alone, len(made), all(c.is_closed for c in made)
+
+        alone, side_by_side, closed = asyncio.run(go())
+    assert MAX_CONNECTIONS // POOL_SIZE == 16
+    assert alone == 1
+    assert side_by_side == 10
+    assert closed
