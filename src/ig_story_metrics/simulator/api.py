@@ -19,6 +19,7 @@ Tests change what a route answers through `override(name, fn)`, never by patchin
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -197,7 +198,7 @@ class GraphSimulator:
 
     def injected(self, request: Request, account: str, ig_user_id: str) -> Response | None:
         """A throttling burst or a transient error, when the dice say so."""
-        key = request_key(request)
+        key = functools.cache(partial(request_key, request))  # made if a rate asks for it
         now = time.monotonic()
         with self.lock:
             blocked = self._blocked_until.get(account, 0.0) - now
@@ -220,7 +221,7 @@ class GraphSimulator:
 
     def transport_fault(self, request: Request) -> str | None:
         """What the HTTP layer does instead of answering normally: drop, html, slow, gzip or None."""
-        key = request_key(request)
+        key = functools.cache(partial(request_key, request))
         for kind, rate in (
             ("drop", self.faults.drop_rate),
             ("html", self.faults.html_rate),
@@ -242,26 +243,8 @@ class GraphSimulator:
         percent = min(100, used * 100 // max(self.hourly_call_budget, 1))
         users = max(10, len(self.world.accounts))  # Meta's app limit grows with its users
         percent = 100 if regain_seconds else max(percent, int(self.faults.usage_percent))
-        buc = {
-            ig_user_id: [
-                {
-                    "type": "instagram",
-                    "call_count": percent,
-                    "total_cputime": max(percent // 3, 0),
-                    "total_time": max(percent // 2, 0),
-                    "estimated_time_to_regain_access": round(regain_seconds / 60, 4),
-                }
-            ]
-        }
-        app = {
-            "call_count": min(100, total * 100 // (self.hourly_call_budget * users)),
-            "total_time": 1,
-            "total_cputime": 1,
-        }
-        return {
-            "X-Business-Use-Case-Usage": json.dumps(buc, separators=(",", ":")),
-            "X-App-Usage": json.dumps(app, separators=(",", ":")),
-        }
+        app = min(100, total * 100 // (self.hourly_call_budget * users))
+        return dict(_usage_headers(ig_user_id, percent, round(regain_seconds / 60, 4), app))
 
     def count(self, route: str, account: str) -> None:
         with self.lock:
@@ -280,3 +263,26 @@ class GraphSimulator:
         (`facebook_views` of a story not shared to Facebook) is absent."""
         story = self.world.story(story_id)
         return None if story is None else story.extra_metrics(at or self.world.clock())
+
+
+@functools.lru_cache(maxsize=4096)
+def _usage_headers(
+    ig_user_id: str, percent: int, regain_minutes: float, app_percent: int
+) -> tuple[tuple[str, str], ...]:
+    """The usage headers of one answer (the same few values over and over: encoded once each)."""
+    buc = {
+        ig_user_id: [
+            {
+                "type": "instagram",
+                "call_count": percent,
+                "total_cputime": max(percent // 3, 0),
+                "total_time": max(percent // 2, 0),
+                "estimated_time_to_regain_access": regain_minutes,
+            }
+        ]
+    }
+    app = {"call_count": app_percent, "total_time": 1, "total_cputime": 1}
+    return (
+        ("X-Business-Use-Case-Usage", json.dumps(buc, separators=(",", ":"))),
+        ("X-App-Usage", json.dumps(app, separators=(",", ":"))),
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,11 +131,17 @@ class Dice:
     _attempts: Counter[tuple[str, str]] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def roll(self, kind: str, key: str, rate: float, *, repeat: bool = True) -> bool:
+    def roll(
+        self, kind: str, key: str | Callable[[], str], rate: float, *, repeat: bool = True
+    ) -> bool:
         """True with probability `rate` for this (kind, key) and attempt; `repeat=False` keeps
-        the first attempt's fate for every later attempt (a story that expired stays expired)."""
+        the first attempt's fate for every later attempt (a story that expired stays expired).
+        `key` may be a function that makes it: called only when `rate` is above 0 (a fleet's run
+        rolls every fault for every operation, most of them at rate 0)."""
         if rate <= 0:
             return False
+        if callable(key):
+            key = key()
         if repeat:
             with self._lock:
                 self._attempts[(kind, key)] += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -167,14 +168,15 @@ def insights(sim: GraphSimulator, request: Request) -> Response:
     if roll("expire", story.id, faults.expire_rate, repeat=False):
         sim.vanished.add(story.id)  # deleted: gone from the listing from now on
         return with_headers(unsupported(media), headers)
-    if roll("unsupported", request_key(request), faults.unsupported_rate):
+    if roll("unsupported", partial(request_key, request), faults.unsupported_rate):
         return with_headers(unsupported(media), headers)
     metrics = [m for m in request.query.get("metric", "").split(",") if m]
     breakdown = request.query.get("breakdown")
     invalid = _validate(sim, story, metrics, breakdown)
     if invalid:
         return with_headers(invalid, headers)
-    values = {**story.metrics(now), **story.extra_metrics(now)}
+    plain = story.metrics(now)
+    values = {**plain, **story.extra_metrics(now, plain["views"])}
     withheld = breakdown is not None and roll(
         "withheld", f"{story.id}:{breakdown}", faults.withheld_rate, repeat=False
     )
@@ -257,7 +259,7 @@ def batch(sim: GraphSimulator, request: Request) -> Response:
         200,
         {},
         [
-            None if sim.dice.roll("null", json.dumps(op), sim.faults.null_rate) else answer
+            None if sim.dice.roll("null", partial(json.dumps, op), sim.faults.null_rate) else answer
             for op, answer in zip(ops, answers, strict=True)
         ],
     )

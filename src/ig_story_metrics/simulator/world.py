@@ -92,9 +92,10 @@ class SimStory:
         """Whether the story was also shared to Facebook (only then has it `facebook_views`)."""
         return int(self.id) % 3 == 0
 
-    def extra_metrics(self, at: datetime) -> dict[str, int]:
-        """The opt-in metrics at `at`: `total_views` always, `facebook_views` when shared."""
-        views = self.metrics(at)["views"]
+    def extra_metrics(self, at: datetime, views: int | None = None) -> dict[str, int]:
+        """The opt-in metrics at `at`: `total_views` always, `facebook_views` when shared
+        (`views`: the story's views at `at`, when the caller has them already)."""
+        views = self.metrics(at)["views"] if views is None else views
         extra = {"total_views": views + math.floor(views * 0.08)}
         if self.shared_to_facebook:
             extra["facebook_views"] = math.floor(views * 0.15)
@@ -155,6 +156,7 @@ class World:
         self.clock = clock
         self._by_user = {uid: name for name, uid in self.accounts.items()}
         self._index = {name: i for i, name in enumerate(self.accounts, start=1)}
+        self._by_index = {i: name for name, i in self._index.items()}
 
     def account_for(self, ig_user_id: str) -> str | None:
         return self._by_user.get(ig_user_id)
@@ -212,7 +214,7 @@ class World:
             index, hour, k = int(story_id[2:8]), int(story_id[8:17]), int(story_id[17:])
         else:
             return None
-        account = next((n for n, i in self._index.items() if i == index), None)
+        account = self._by_index.get(index)
         if account is None:
             return None
         posted = self._posted(account, hour)
