@@ -1,24 +1,29 @@
-"""The hourly run and the sweep keep the final-values table current (jobs/finalize.after_run), and
+"""The hourly run and the sweep keep the final-values table current (jobs/finalize.Finals), and
 a failure there is logged without failing the run; `ig-story-metrics finalize` on the CLI."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from ig_story_metrics.jobs import sweep
+from ig_story_metrics.clock import Deadline
+from ig_story_metrics.jobs import hourly, sweep
+from ig_story_metrics.jobs.finalize import finalize
 from ig_story_metrics.model.snapshot import SNAPSHOTS, snapshot_row
 from ig_story_metrics.model.story import Story
 from ig_story_metrics.settings import load_accounts, load_settings, resolve_tokens, select_accounts
 from ig_story_metrics.simulator import SEED_ACCOUNTS, SimulatorServer
-from ig_story_metrics.storage import open_lake
+from ig_story_metrics.storage import Lake, open_lake
+from ig_story_metrics.storage.layout import table_key
+from ig_story_metrics.storage.local import LocalBackend
 
-from .conftest import NOW, env_for, frozen, run, run_cli, write_accounts
+from .conftest import FAST, NOW, env_for, frozen, run, run_cli, write_accounts
 
 POSTED = NOW - timedelta(hours=30)  # expired 6 hours before NOW
 FINAL = "tables/story_final/account=NPI/posted_date={}/story_final.parquet"
@@ -110,3 +115,40 @@ def test_no_finalize_for_accounts_whose_rows_were_not_stored(
     assert all(a.error and a.error.startswith("storage") for a in report.accounts)
     events = {getattr(r, "event", None) for r in caplog.records}
     assert not events & {"finalized", "finalize_failed"}
+
+
+class CountingBackend(LocalBackend):
+    """A local folder that counts the reads of each key."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.reads: Counter[str] = Counter()
+
+    def read(self, key: str, *, deadline: Deadline | None = None) -> tuple[bytes | None, int]:
+        self.reads[key] += 1
+        return super().read(key, deadline=deadline)
+
+
+def test_the_hook_takes_the_partition_just_written_and_reads_only_yesterday(
+    sim: SimulatorServer, tmp_path: Path
+) -> None:
+    """Each account's final values are built from its day's file as the run wrote it: the run
+    reads that file once (to merge into it), not a second time after its last write; yesterday's
+    file, which the run did not write, is read once. The table is the one `finalize` builds."""
+    seed_expired_story(tmp_path / "lake")
+    backend = CountingBackend(tmp_path / "lake")
+    accounts = write_accounts(tmp_path / "accounts.toml")
+    settings = load_settings(env_for(sim, tmp_path, accounts))
+    chosen = select_accounts(load_accounts(accounts), [], all_accounts=True)
+    tokens = resolve_tokens(settings, chosen, env={})
+    report = hourly.run(settings, chosen, tokens, lake=Lake(backend), clock=frozen(), policy=FAST)
+    assert report.ok
+    today, yesterday = NOW.date(), NOW.date() - timedelta(days=1)
+    for account in SEED_ACCOUNTS:
+        assert backend.reads[table_key(SNAPSHOTS, account, today)] == 1
+        assert backend.reads[table_key(SNAPSHOTS, account, yesterday)] == 1
+    hooked = pl.read_parquet(tmp_path / "lake" / FINAL.format(POSTED.date()))
+    with open_lake(str(tmp_path / "lake")) as lake:
+        rebuilt = finalize(lake, {"NPI": SEED_ACCOUNTS["NPI"]}, NOW, days=1)
+    assert rebuilt.written == []  # the hook had written the same bytes already
+    assert hooked["story_id"].to_list() == ["expired-1"]

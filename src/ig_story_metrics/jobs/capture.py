@@ -18,9 +18,10 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
+import polars as pl
 from pydantic import SecretStr
 
 from ig_story_metrics.clock import Clock, Deadline, utc_now
@@ -44,6 +45,9 @@ StoryFilter = Callable[[Sequence[Story]], Sequence[Story]]
 StorySource = Callable[[GraphClient, Session], Awaitable[Listing]]
 # The media archive of a run (jobs/archive.py): runs beside the insights calls, never raises.
 Archiver = Callable[[Account, Sequence[Story]], Awaitable[Archived]]
+# Told of each account's partition of the day as stored, or None when the run stored nothing for
+# it (jobs/finalize.Finals); not told when its rows could not be stored. Never raises.
+AfterStore = Callable[[Account, date, pl.DataFrame | None], None]
 log = logging.getLogger(__name__)
 
 
@@ -62,6 +66,7 @@ class RunContext:
     write_deadline: Deadline | None = None
     capture: Capture = "hourly"
     archive: Archiver | None = None  # the media archive (hourly runs with IG_ARCHIVE_MEDIA on)
+    finals: AfterStore | None = None  # the final values, once an account's rows are stored
 
 
 async def capture_account(
@@ -114,7 +119,9 @@ async def capture_account(
         crash(report, exc, "the capture")
     report.take_counters(session.counters)
     if rows:
-        await _store(lake, account, ctx, rows, report)
+        await _store(lake, account, ctx, rows, report)  # tells ctx.finals when the rows are in
+    elif ctx.finals is not None:  # nothing to store, the account's earlier snapshots still count
+        ctx.finals(account, ctx.fetched_at.date(), None)
     _fail_without_metrics(report)
     report.duration_seconds = round(time.monotonic() - started, 3)
     return report
@@ -260,6 +267,8 @@ async def _store(
         crash(report, exc, f"storing {len(rows)} rows (not stored)")
         report.not_stored = [str(row["story_id"]) for row in rows]
     else:
+        if ctx.finals is not None and written.frame is not None:
+            ctx.finals(account, ctx.fetched_at.date(), written.frame)
         report.stored_rows = written.rows_added
         report.files = [written.parquet]
         report.quarantined = list(written.quarantined)

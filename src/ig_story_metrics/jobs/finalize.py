@@ -6,16 +6,20 @@ first expiry day minus one to yesterday, and each is built from the daily snapsh
 P+1 (both files a story spans) and the deliveries received from P to today. Each partition is
 replaced whole (`Lake.replace_partition`); one whose bytes would not change is not written.
 
-`after_run()` is the hook of the hourly run and the sweep: it finalizes the last day for the
-run's accounts and logs (never raises) when that fails.
+`Finals` is the hook of the hourly run and the sweep: each account's stories that expired today,
+finalized as soon as its rows are stored, beside the other accounts' calls; it logs (never
+raises) when that fails.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+
+import polars as pl
 
 from ig_story_metrics.clock import Deadline
 from ig_story_metrics.errors import StorageError
@@ -23,7 +27,6 @@ from ig_story_metrics.jobs.webhooks import account_deliveries
 from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.model.final import STORY_FINAL, Partition, final_rows
 from ig_story_metrics.model.webhook import combine
-from ig_story_metrics.report.models import AccountReport, RunReport
 from ig_story_metrics.storage import Lake
 from ig_story_metrics.storage.layout import table_key
 from ig_story_metrics.storage.scan import day_range, read_snapshots
@@ -44,6 +47,19 @@ class FinalizeResult:
     stories: int = 0
     complete: int = 0
     sources: dict[str, int] = field(default_factory=dict)
+
+    def absorb(self, other: FinalizeResult) -> None:
+        """Add what another finalize (another account's) did."""
+        self.first_day, self.last_day = (
+            min(self.first_day, other.first_day),
+            max(self.last_day, other.last_day),
+        )
+        self.partitions.update(other.partitions)
+        self.written += other.written
+        self.stories += other.stories
+        self.complete += other.complete
+        for source, count in other.sources.items():
+            self.sources[source] = self.sources.get(source, 0) + count
 
     @property
     def complete_share(self) -> float | None:
@@ -69,15 +85,17 @@ def finalize(
     days: int = DEFAULT_DAYS,
     *,
     deadline: Deadline | None = None,
+    known: Mapping[tuple[str, date], pl.DataFrame] | None = None,
 ) -> FinalizeResult:
     """Rebuild the final table of `accounts` (name -> ig_user_id) for the stories that expired on
-    the last `days` UTC days up to `now`. Raises `StorageError` when the lake fails."""
+    the last `days` UTC days up to `now` (`known`: snapshot partitions in hand, not read again).
+    Raises `StorageError` when the lake fails."""
     if days < 1:
         raise ValueError("days must be at least 1")
     last = now.date()
     first = last - timedelta(days=days - 1)
     posted = day_range(first - timedelta(days=1), last - timedelta(days=1))
-    snapshots = read_snapshots(lake, day_range(posted[0], last), sorted(accounts))
+    snapshots = read_snapshots(lake, day_range(posted[0], last), sorted(accounts), known=known)
     hooks = combine(account_deliveries(lake, accounts, day_range(posted[0], last)))
     rows = final_rows(snapshots, hooks, accounts, now)
     result = FinalizeResult(first, last)
@@ -100,47 +118,76 @@ def partition_url(lake: Lake, partition: Partition) -> str:
     return lake.url(table_key(STORY_FINAL, *partition))
 
 
-def after_run(
-    lake: Lake | None,
-    open_lake: Callable[[], Lake],
-    accounts: Iterable[Account],
-    report: RunReport,
-    now: datetime,
-) -> FinalizeResult | None:
-    """The hook of the hourly run and the sweep: finalize the stories that expired today (and the
-    partitions they live in) for the run's accounts; only partitions whose data changed (stories
-    expired since, a new delivery) are written. Accounts whose rows the run could not store are
-    left out (the bucket is failing: the run's answer must not wait on it again). A failure is an
-    ERROR in the log, never the run's: the next run tries again, and `ig-story-metrics finalize`
-    rebuilds any range. Writes are bounded by `HOOK_BUDGET_SECONDS`."""
-    stored = {a.account for a in report.accounts if not a.not_stored and not _storage_failed(a)}
-    chosen = [a for a in accounts if a.name in stored]
-    if not chosen:
-        return None
-    try:
-        names = {a.name: a.ig_user_id for a in chosen}
-        budget = Deadline(HOOK_BUDGET_SECONDS)
-        if lake is not None:  # the caller's: used, not closed
-            result = finalize(lake, names, now, days=1, deadline=budget)
+class Finals:
+    """The hook of the hourly run and the sweep: the final values of each account's stories that
+    expired today, built as soon as its rows are stored (in a worker thread, beside the other
+    accounts' calls) from the partition just written and yesterday's file. The run neither reads
+    its own files back nor holds every account's at once (a run of 1,000 accounts read 2,000
+    files after its last write, and peaked 100 MB higher). Only partitions whose data changed are
+    written, each account's writes bounded by HOOK_BUDGET_SECONDS. An account whose rows were not
+    stored has none (the bucket is failing: the answer must not wait on it again). A failure is
+    an ERROR in the log, never the run's: the next run tries again, and `ig-story-metrics
+    finalize` rebuilds any range. `finish()` waits for them all and logs one line."""
+
+    def __init__(self, lake: Lake, clock: Callable[[], datetime]) -> None:
+        self._lake = lake
+        self._clock = clock
+        self._pending: set[asyncio.Task[None]] = set()
+        self.result: FinalizeResult | None = None
+        self.failed = 0
+        self._first: Exception | None = None
+
+    def after_store(self, account: Account, day: date, written: pl.DataFrame | None) -> None:
+        """Start the account's final values; `written` is its partition of `day` as stored (None:
+        the run stored nothing for it, the lake has what there is)."""
+        task = asyncio.ensure_future(self._account(account, day, written))
+        self._pending.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._pending.discard)
+
+    async def _account(self, account: Account, day: date, written: pl.DataFrame | None) -> None:
+        try:
+            found = await asyncio.to_thread(
+                finalize,
+                self._lake,
+                {account.name: account.ig_user_id},
+                self._clock(),
+                1,
+                deadline=Deadline(HOOK_BUDGET_SECONDS),
+                known=None if written is None else {(account.name, day): written},
+            )
+        except Exception as exc:  # the lake's fault, or a bug of ours: in finish()'s log line
+            self.failed += 1
+            self._first = self._first or exc
+            return
+        if self.result is None:
+            self.result = found
         else:
-            with open_lake() as opened:
-                result = finalize(opened, names, now, days=1, deadline=budget)
-    except StorageError as exc:  # the lake's fault, already one line: no traceback
-        log.error(  # noqa: TRY400
-            "finalize after the run failed: %s", exc, extra={"event": "finalize_failed"}
-        )
-        return None
-    except Exception:  # a bug of ours: the traceback goes to the log
-        log.exception("finalize after the run failed", extra={"event": "finalize_failed"})
-        return None
-    log.info(
-        "final values: %d stories, %d partitions written",
-        result.stories,
-        len(result.written),
-        extra={"event": "finalized", **result.to_dict()},
-    )
-    return result
+            self.result.absorb(found)
 
-
-def _storage_failed(account: AccountReport) -> bool:
-    return (account.error or "").startswith("storage")
+    async def finish(self) -> FinalizeResult | None:
+        """Wait for every account's final values; log what they did (never raises)."""
+        await asyncio.gather(*list(self._pending))
+        if self._first is not None:
+            more = f" (and {self.failed - 1} more accounts)" if self.failed > 1 else ""
+            if isinstance(self._first, StorageError):  # already one line: no traceback
+                log.error(
+                    "finalize after the run failed: %s%s",
+                    self._first,
+                    more,
+                    extra={"event": "finalize_failed"},
+                )
+            else:  # a bug of ours: the traceback goes to the log
+                log.error(
+                    "finalize after the run failed%s",
+                    more,
+                    exc_info=self._first,
+                    extra={"event": "finalize_failed"},
+                )
+        if self.result is not None:
+            log.info(
+                "final values: %d stories, %d partitions written",
+                self.result.stories,
+                len(self.result.written),
+                extra={"event": "finalized", **self.result.to_dict()},
+            )
+        return self.result

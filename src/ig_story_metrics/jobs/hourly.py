@@ -66,11 +66,12 @@ async def capture_async(
     select: StoryFilter | None = None,
     capture: Capture = "hourly",
     sources: Mapping[str, StorySource] | None = None,
+    finals: bool = False,
 ) -> RunReport:
     """One run over `accounts`; every failure is in the report (`StorageError` only for an
     unusable STORAGE_URL). The sweep passes `select`, `capture="sweep"` and `sources` (the stories
-    it planned, by account). An account without a token fails without a call to Meta. The tokens
-    are registered with `redact` first: no output of the run can carry one."""
+    it planned, by account). An account without a token fails without a call to Meta. Tokens are
+    registered with `redact` first. `finals`: the final values (`finalize.Finals`) as well."""
     started = time.monotonic()
     fetched_at = clock().astimezone(UTC)
     budget = Deadline(settings.run_budget_seconds)
@@ -82,7 +83,7 @@ async def capture_async(
     async def one(account: Account) -> AccountReport:
         token = tokens.get(account.name)
         if token is None:  # nothing to call Meta with: this account fails, the others run
-            return _without_token(account)
+            return _without_token(account, ctx)
         async with gate:
             client = clients[account.login]  # its login's host
             job = capture_account(
@@ -102,6 +103,7 @@ async def capture_async(
                 deadline=budget.share(GRAPH_SHARE),
             ) as clients,
             _archiving(settings, ctx, opened, transport) as ctx,
+            _finalizing(finals, opened, ctx, clock) as ctx,
         ):
             reports = await asyncio.gather(*(one(a) for a in accounts))
     finally:
@@ -144,6 +146,22 @@ async def _archiving(
         yield replace(ctx, archive=Archive(lake, fetcher, ctx.fetched_at, budget))
 
 
+@contextlib.asynccontextmanager
+async def _finalizing(
+    on: bool, lake: Lake, ctx: RunContext, clock: Clock
+) -> AsyncIterator[RunContext]:
+    """The run's context with its final-values hook (jobs/finalize.Finals) when `on`; at the end,
+    waits for the accounts' final values (before the lake is closed)."""
+    if not on:
+        yield ctx
+        return
+    hook = finalize.Finals(lake, clock)
+    try:
+        yield replace(ctx, finals=hook.after_store)
+    finally:
+        await hook.finish()
+
+
 async def _contained(account: Account, job: Awaitable[AccountReport]) -> AccountReport:
     """The account's report; `capture_account` contains its failures, this is the backstop."""
     try:
@@ -154,7 +172,9 @@ async def _contained(account: Account, job: Awaitable[AccountReport]) -> Account
         return report
 
 
-def _without_token(account: Account) -> AccountReport:
+def _without_token(account: Account, ctx: RunContext) -> AccountReport:
+    if ctx.finals is not None:  # its snapshots of earlier runs still have final values
+        ctx.finals(account, ctx.fetched_at.date(), None)
     report = AccountReport(account=account.name, ig_user_id=account.ig_user_id)
     fail(report, missing_token(account))
     return report
@@ -171,9 +191,9 @@ def run(
     run_id: str | None = None,
     policy: RetryPolicy | None = None,
 ) -> RunReport:
-    """The synchronous entry point of the hourly run, used by the CLI and the Cloud Function;
-    then the final values of the stories expired since (never fails the run)."""
-    report = asyncio.run(
+    """The synchronous entry point of the hourly run, used by the CLI and the Cloud Function,
+    with the final values of the stories expired since (never fail the run)."""
+    return asyncio.run(
         capture_async(
             settings,
             accounts,
@@ -183,7 +203,6 @@ def run(
             clock=clock,
             run_id=run_id,
             policy=policy,
+            finals=True,
         )
     )
-    finalize.after_run(lake, lambda: lake_for(settings), accounts, report, clock())
-    return report

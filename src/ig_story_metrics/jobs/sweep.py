@@ -24,7 +24,6 @@ from ig_story_metrics.clock import Clock, utc_now
 from ig_story_metrics.graph.client import GraphClient, Session, Transport
 from ig_story_metrics.graph.retry import RetryPolicy
 from ig_story_metrics.graph.stories import Listing
-from ig_story_metrics.jobs import finalize
 from ig_story_metrics.jobs.capture import StorySource
 from ig_story_metrics.jobs.hourly import capture_async, lake_for
 from ig_story_metrics.model.accounts import Account
@@ -52,8 +51,10 @@ async def sweep_async(
     run_id: str | None = None,
     policy: RetryPolicy | None = None,
     plan: Plan = "lake",
+    finals: bool = False,
 ) -> RunReport:
-    """One sweep over `accounts`. `plan="list"` always lists instead of planning from the lake."""
+    """One sweep over `accounts`. `plan="list"` always lists instead of planning from the lake;
+    `finals` as for `capture_async`."""
     now = clock()
     window = timedelta(minutes=settings.sweep_window_minutes)
     opened = lake or lake_for(settings)
@@ -74,6 +75,7 @@ async def sweep_async(
             select=lambda stories: due(stories, now, window),
             capture="sweep",
             sources=sources,
+            finals=finals,
         )
     finally:
         if lake is None:
@@ -138,12 +140,17 @@ def run(
     clock: Clock = utc_now,
     plan: Plan = "lake",
 ) -> RunReport:
-    """The synchronous entry point of the sweep, used by the CLI and the Cloud Function; then the
-    final values of the stories expired since (never fails the sweep)."""
-    report = asyncio.run(
+    """The synchronous entry point of the sweep, used by the CLI and the Cloud Function, with the
+    final values of the stories expired since (never fail the sweep)."""
+    return asyncio.run(
         sweep_async(
-            settings, accounts, tokens, lake=lake, transport=transport, clock=clock, plan=plan
+            settings,
+            accounts,
+            tokens,
+            lake=lake,
+            transport=transport,
+            clock=clock,
+            plan=plan,
+            finals=True,
         )
     )
-    finalize.after_run(lake, lambda: lake_for(settings), accounts, report, clock())
-    return report

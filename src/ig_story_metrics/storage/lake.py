@@ -19,7 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,8 @@ class WriteResult:
     rows_total: int
     quarantined: tuple[str, ...] = ()
     schema_error: str | None = None
+    # the whole partition as written (what `read` gives back): the run's final values use it
+    frame: pl.DataFrame | None = field(default=None, repr=False, compare=False)
 
 
 class Lake:
@@ -103,7 +105,7 @@ class Lake:
         except StorageError as exc:  # the rows are stored: say so, and report this on its own
             schema, schema_error = self.url(schema_key(table, account, day)), str(exc)
         return WriteResult(
-            self.url(key), schema, new.height, merged.height, tuple(moved), schema_error
+            self.url(key), schema, new.height, merged.height, tuple(moved), schema_error, merged
         )
 
     def _merge_into(

@@ -7,7 +7,7 @@ is simply absent. Reads go through `Lake.read`, so a local folder and a bucket r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
@@ -32,12 +32,24 @@ def day_range(first: date, last: date) -> list[date]:
 
 
 def read_snapshots(
-    lake: Lake, days: Iterable[date], accounts: Sequence[str] | None = None
+    lake: Lake,
+    days: Iterable[date],
+    accounts: Sequence[str] | None = None,
+    *,
+    known: Mapping[tuple[str, date], pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
     """The snapshot rows of `accounts` (default: every account in the lake) on `days`, in the
-    stored schema. Raises `StorageError` for a file that cannot be read."""
+    stored schema. `known`: partitions the caller holds as they were just written, by (account,
+    day), not read again. Raises `StorageError` for a file that cannot be read."""
     names = snapshot_accounts(lake) if accounts is None else list(accounts)
     parts = [(name, day) for name in names for day in sorted(set(days))]
-    with ThreadPoolExecutor(max_workers=READERS) as pool:
-        frames = list(pool.map(lambda part: lake.read(SNAPSHOTS, *part), parts))
-    return pl.concat([SNAPSHOTS.frame([]), *frames], how="vertical")
+    held = known or {}
+    todo = [part for part in parts if part not in held]
+    if len(todo) > 1:
+        with ThreadPoolExecutor(max_workers=READERS) as pool:
+            frames = pool.map(lambda part: lake.read(SNAPSHOTS, *part), todo)
+            read = dict(zip(todo, frames, strict=True))
+    else:  # one file (an account's yesterday): no pool to start
+        read = {part: lake.read(SNAPSHOTS, *part) for part in todo}
+    found = [held[part] if part in held else read[part] for part in parts]
+    return pl.concat([SNAPSHOTS.frame([]), *found], how="vertical")
