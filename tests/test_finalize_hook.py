@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from ig_story_metrics.clock import Deadline
+from ig_story_metrics.jobs import finalize as finalize_module
 from ig_story_metrics.jobs import hourly, sweep
 from ig_story_metrics.jobs.finalize import finalize
 from ig_story_metrics.model.snapshot import SNAPSHOTS, snapshot_row
@@ -129,12 +130,15 @@ class CountingBackend(LocalBackend):
         return super().read(key, deadline=deadline)
 
 
+@pytest.mark.parametrize("chunk", [100, 2])
 def test_the_hook_takes_the_partition_just_written_and_reads_only_yesterday(
-    sim: SimulatorServer, tmp_path: Path
+    sim: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
     """Each account's final values are built from its day's file as the run wrote it: the run
     reads that file once (to merge into it), not a second time after its last write; yesterday's
-    file, which the run did not write, is read once. The table is the one `finalize` builds."""
+    file, which the run did not write, is read once. The table is the one `finalize` builds,
+    whether the 5 accounts are finalized together or two at a time, as they are stored."""
+    monkeypatch.setattr(finalize_module, "HOOK_CHUNK", chunk)
     seed_expired_story(tmp_path / "lake")
     backend = CountingBackend(tmp_path / "lake")
     accounts = write_accounts(tmp_path / "accounts.toml")
