@@ -6,9 +6,9 @@ first expiry day minus one to yesterday, and each is built from the daily snapsh
 P+1 (both files a story spans) and the deliveries received from P to today. Each partition is
 replaced whole (`Lake.replace_partition`); one whose bytes would not change is not written.
 
-`Finals` is the hook of the hourly run and the sweep: each account's stories that expired today,
-finalized as soon as its rows are stored, beside the other accounts' calls; it logs (never
-raises) when that fails.
+`Finals` is the hook of the hourly run and the sweep: the stories that expired today, finalized
+as the accounts' rows are stored (a hundred accounts at a time), beside the other accounts'
+calls; it logs (never raises) when that fails.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class FinalizeResult:
     sources: dict[str, int] = field(default_factory=dict)
 
     def absorb(self, other: FinalizeResult) -> None:
-        """Add what another finalize (another account's) did."""
+        """Add what another finalize (of other accounts) did."""
         self.first_day, self.last_day = (
             min(self.first_day, other.first_day),
             max(self.last_day, other.last_day),
