@@ -86,18 +86,19 @@ def server_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 @contextmanager
-def serve_function(
-    env: Mapping[str, str], workdir: Path, source: Path = ROOT / "main.py"
-) -> Iterator[Function]:
-    """functions-framework serving `source` (main.py) on a free loopback port until the block ends."""
+def serve_target(
+    target: str, source: Path, env: Mapping[str, str], workdir: Path, name: str
+) -> Iterator[tuple[str, Path, Path]]:
+    """functions-framework serving `target` of `source` on a free loopback port until the block
+    ends: (its URL, the files of its stdout and stderr, `name`.stdout and `name`.stderr)."""
     port = free_port()
-    stdout, stderr = workdir / "function.stdout", workdir / "function.stderr"
+    stdout, stderr = workdir / f"{name}.stdout", workdir / f"{name}.stderr"
     with stdout.open("w") as out, stderr.open("w") as err:
         proc = subprocess.Popen(
             [
                 str(FUNCTIONS_FRAMEWORK),
                 "--target",
-                "fetch_story_metrics",
+                target,
                 "--source",
                 str(source),
                 "--host",
@@ -113,9 +114,19 @@ def serve_function(
         )
     try:
         wait_until_listening(proc, port, stderr)
-        yield Function(f"http://127.0.0.1:{port}/", Path(env["STORAGE_URL"]), stdout, stderr)
+        yield f"http://127.0.0.1:{port}/", stdout, stderr
     finally:
         stop(proc)
+
+
+@contextmanager
+def serve_function(
+    env: Mapping[str, str], workdir: Path, source: Path = ROOT / "main.py"
+) -> Iterator[Function]:
+    """functions-framework serving `source` (main.py) on a free loopback port until the block ends."""
+    served = serve_target("fetch_story_metrics", source, env, workdir, "function")
+    with served as (url, stdout, stderr):
+        yield Function(url, Path(env["STORAGE_URL"]), stdout, stderr)
 
 
 def wait_until_listening(proc: subprocess.Popen[bytes], port: int, stderr: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,14 +19,7 @@ from hypothesis import strategies as st
 from ig_story_metrics.simulator import SEED_ACCOUNTS
 
 from .conftest import ROOT, write_accounts
-from .test_function import (
-    FUNCTIONS_FRAMEWORK,
-    free_port,
-    lake_state,
-    server_env,
-    stop,
-    wait_until_listening,
-)
+from .test_function import lake_state, serve_target
 
 APP_SECRET = "app-secret-for-tests-0123456789"
 VERIFY_TOKEN = "verify-token-for-tests"
@@ -69,32 +61,9 @@ def serve_receiver(workdir: Path) -> Iterator[Receiver]:
         "IG_APP_SECRET": APP_SECRET,
         "IG_WEBHOOK_VERIFY_TOKEN": VERIFY_TOKEN,
     }
-    port = free_port()
-    stdout, stderr = workdir / "receiver.stdout", workdir / "receiver.stderr"
-    with stdout.open("w") as out, stderr.open("w") as err:
-        proc = subprocess.Popen(
-            [
-                str(FUNCTIONS_FRAMEWORK),
-                "--target",
-                "story_insights_webhook",
-                "--source",
-                str(ROOT / "main.py"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env=server_env(env),
-            cwd=workdir,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
-    try:
-        wait_until_listening(proc, port, stderr)
-        yield Receiver(f"http://127.0.0.1:{port}/", workdir / "lake", stdout)
-    finally:
-        stop(proc)
+    served = serve_target("story_insights_webhook", ROOT / "main.py", env, workdir, "receiver")
+    with served as (url, stdout, _):
+        yield Receiver(url, workdir / "lake", stdout)
 
 
 @pytest.fixture(scope="module")
