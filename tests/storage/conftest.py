@@ -30,6 +30,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from ig_story_metrics.storage import Lake, open_lake
+from tests.storage.writer import open_test_lake
+
 WRITER = Path(__file__).resolve().parent / "writer.py"
 
 
@@ -130,6 +133,20 @@ def bucket(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     return name
+
+
+@pytest.fixture
+def gcs_lake(bucket: str) -> Iterator[Lake]:
+    """A lake under a prefix of a fresh emulator bucket."""
+    with open_test_lake(f"gs://{bucket}/bronze") as lake:
+        yield lake
+
+
+@pytest.fixture
+def local_lake(tmp_path: Path) -> Iterator[Lake]:
+    """A lake in a fresh local folder."""
+    with open_lake(str(tmp_path / "lake")) as lake:
+        yield lake
 
 
 # ---------------------------------------------------------------------------------------------------

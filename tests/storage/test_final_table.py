@@ -5,9 +5,7 @@ replaced whole, the same bytes on a re-run; write-once deliveries on both backen
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -19,27 +17,14 @@ from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.model.final import STORY_FINAL
 from ig_story_metrics.model.snapshot import SNAPSHOTS, snapshot_row
 from ig_story_metrics.model.story import Story
-from ig_story_metrics.storage import Lake, open_lake
+from ig_story_metrics.storage import Lake
 from ig_story_metrics.storage.blobs import put_once
 from ig_story_metrics.storage.layout import table_key
-from tests.storage.writer import open_test_lake
 
 NPI = Account("NPI", "17841400000000001")
 ACCOUNTS = {NPI.name: NPI.ig_user_id}
 P = datetime(2026, 11, 10, tzinfo=UTC)  # the posted date of every story below
 NOW = P + timedelta(days=2, hours=3)
-
-
-@pytest.fixture
-def gcs_lake(bucket: str) -> Iterator[Lake]:
-    with open_test_lake(f"gs://{bucket}/bronze") as lake:
-        yield lake
-
-
-@pytest.fixture
-def local_lake(tmp_path: Path) -> Iterator[Lake]:
-    with open_lake(str(tmp_path / "lake")) as lake:
-        yield lake
 
 
 def snap(story: Story, at: datetime, reach: int | None, capture: str = "hourly") -> dict[str, Any]:

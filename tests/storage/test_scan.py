@@ -3,17 +3,15 @@ through the official client), and the audit over a gs:// lake."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from ig_story_metrics.jobs.audit import audit
 from ig_story_metrics.model.snapshot import SNAPSHOTS
-from ig_story_metrics.storage import Lake, StorageError, open_lake
+from ig_story_metrics.storage import Lake, StorageError
 from ig_story_metrics.storage.scan import day_range, read_snapshots, snapshot_accounts
-from tests.storage.writer import DAY, ROWS, open_test_lake, snapshot_frame
+from tests.storage.writer import DAY, ROWS, snapshot_frame
 
 
 def fill(lake: Lake) -> None:
@@ -22,18 +20,6 @@ def fill(lake: Lake) -> None:
     lake.append(SNAPSHOTS, "LT", DAY, snapshot_frame("lt-1", 3, account="LT"))
     lake.append(SNAPSHOTS, "LT", DAY + timedelta(days=1), snapshot_frame("lt-2", 2, account="LT"))
     lake.backend.write("Instagram/not an account/x.txt", b"x", if_generation=0)
-
-
-@pytest.fixture
-def gcs_lake(bucket: str) -> Iterator[Lake]:
-    with open_test_lake(f"gs://{bucket}/bronze") as lake:
-        yield lake
-
-
-@pytest.fixture
-def local_lake(tmp_path: Path) -> Iterator[Lake]:
-    with open_lake(str(tmp_path / "lake")) as lake:
-        yield lake
 
 
 @pytest.mark.parametrize("where", ["local_lake", "gcs_lake"])
