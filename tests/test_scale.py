@@ -109,6 +109,23 @@ def test_an_account_about_to_send_its_next_calls_does_not_let_a_part_filled_batc
     assert stats.http_requests == 1 + 6
 
 
+def test_an_account_sends_two_batches_at_once_and_probes_before_a_third(tmp_path: Path) -> None:
+    """views refused for every story. 20 stories (60 operations, two batches): both batches go
+    at once, so each story's call for views is asked again without it (20 more operations).
+    40 stories (120 operations): the first batch goes alone and teaches the refusal, so only its
+    17 stories are asked again and the other 70 operations leave views out."""
+    rejected = Faults(rejected_metrics=frozenset({"views"}))
+    for stories, again in ((20, 20), (40, 17)):
+        report, stats = _fleet_run(tmp_path / str(stories), 1, stories, rejected)
+        assert report.exit_code == 0
+        assert report.accounts[0].rejected_metrics == ["views"]
+        assert stats.by_route["insights"] == stories * 3 + again
+        errors = [p.error or "" for p in report.accounts[0].problems]
+        assert len(errors) == stories  # every row partial (views null) or withheld, saying why
+        not_asked = sum("not asked: views" in e for e in errors)
+        assert (not_asked > 0) == (stories == 40)
+
+
 def test_the_simulator_accepts_a_fleet_of_connections_at_once() -> None:
     """socketserver listens with a backlog of 5: a client opening dozens of connections at once
     had its SYNs dropped and retried a second later, a delay Meta does not add (the benchmark's

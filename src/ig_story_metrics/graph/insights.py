@@ -139,12 +139,16 @@ async def fetch_insights(
     attempts: dict[InsightsCall, int] = {}
     while pending:
         state = _Round()
-        first, *rest = _chunks(pending, MAX_BATCH)
-        # The first batch alone (what it teaches about refused metrics spares the others),
-        # then the rest together; all packed with other accounts' of the same token.
-        await _send_chunk(client, session, first, insights, attempts, lapsed, state)
+        chunks = _chunks(pending, MAX_BATCH)
+        # Past two batches, the first goes alone: what it teaches about refused metrics spares
+        # the others. Up to two, all go at once: a refusal would spare at most one batch of
+        # operations, and waiting for the first costs every run a round trip. All are packed
+        # with other accounts' operations of the same token.
+        if len(chunks) > 2:
+            first, *chunks = chunks
+            await _send_chunk(client, session, first, insights, attempts, lapsed, state)
         await asyncio.gather(
-            *(_send_chunk(client, session, c, insights, attempts, lapsed, state) for c in rest)
+            *(_send_chunk(client, session, c, insights, attempts, lapsed, state) for c in chunks)
         )
         pending = state.again
         if insights.fatal is not None:
