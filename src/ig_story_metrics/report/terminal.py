@@ -12,12 +12,17 @@ from rich.table import Table
 from ig_story_metrics.model.coverage import DayCoverage
 from ig_story_metrics.redact import scrub
 from ig_story_metrics.report.audit import AuditReport, DayRun
-from ig_story_metrics.report.models import RunReport
+from ig_story_metrics.report.models import AccountReport, RunReport
 from ig_story_metrics.report.tokens import TokensReport
+
+# A fleet's run shows this many accounts by name (the failed first, then those with warnings) and
+# sums up the rest; the files and warnings likewise. `run --json` and the log have every one.
+FLEET_ROWS = 20
 
 
 def render_run(report: RunReport, console: Console) -> None:
-    """The short human summary: a table per account, then where the files are."""
+    """The short human summary: a table per account, then where the files are. A fleet (more
+    than FLEET_ROWS accounts) shows its failed and warned accounts and one row for the rest."""
     sweep = report.capture == "sweep"
     kind = "sweep" if sweep else "run"
     table = Table(title=f"{kind} {report.run_id} at {report.fetched_at:%Y-%m-%d %H:%M:%S} UTC")
@@ -25,7 +30,10 @@ def render_run(report: RunReport, console: Console) -> None:
     for name in ("account", first, "captured", "below threshold", "failed"):
         table.add_column(name, justify="left" if name == "account" else "right")
     table.add_column("status")
-    for a in report.accounts:
+    shown = sorted(report.accounts, key=lambda a: (a.ok, not a.warnings))[:FLEET_ROWS]
+    if len(report.accounts) <= FLEET_ROWS:
+        shown = report.accounts  # in the order asked
+    for a in shown:
         why = escape(scrub(a.error or ""))
         status = "[green]ok[/green]" if a.ok else f"[red]FAILED[/red] {why}"
         table.add_row(
@@ -37,21 +45,63 @@ def render_run(report: RunReport, console: Console) -> None:
             status,
             style=None if a.ok else "red",
         )
+    _fleet_rows(report, shown, table)
     console.print(table)
+    _files(
+        report,
+        console,
+        "wrote no files (nothing due)" if sweep else "wrote no files (no live stories)",
+    )
+    warnings = [(a.account, w) for a in report.accounts for w in a.warnings]
+    for account, warning in warnings[:FLEET_ROWS]:
+        console.print(
+            f"[yellow]warning[/yellow] {account}: {escape(scrub(warning))}", highlight=False
+        )
+    if len(warnings) > FLEET_ROWS:
+        console.print(
+            f"[yellow]warning[/yellow] and {len(warnings) - FLEET_ROWS} more warnings "
+            "(`run --json` or the log has every one)",
+            highlight=False,
+        )
+
+
+def _fleet_rows(report: RunReport, shown: list[AccountReport], table: Table) -> None:
+    """A fleet's table ends with the accounts not shown, summed up, and the run's totals."""
+    if len(shown) == len(report.accounts):
+        return
+    names = {a.account for a in shown}
+    rest = [a for a in report.accounts if a.account not in names]
+    table.add_section()
+    for label, accounts in (
+        (f"{len(rest)} more accounts", rest),
+        (f"all {len(report.accounts)} accounts", report.accounts),
+    ):
+        failed = sum(not a.ok for a in accounts)
+        status = f"[red]{failed} FAILED[/red]" if failed else "[green]ok[/green]"
+        table.add_row(
+            label,
+            str(sum(a.listed - a.not_due for a in accounts)),
+            str(sum(a.captured for a in accounts)),
+            str(sum(a.below_threshold for a in accounts)),
+            str(sum(a.failed for a in accounts)),
+            status,
+        )
+
+
+def _files(report: RunReport, console: Console, none: str) -> None:
     files = [f for a in report.accounts for f in a.files]
-    if files:
+    if not files:
+        console.print(none)
+    elif len(files) > 2 * FLEET_ROWS:
+        console.print(
+            f"wrote {len(files)} files under {report.storage_url} (`run --json` lists them)",
+            soft_wrap=True,
+            highlight=False,
+        )
+    else:
         console.print("wrote:")
         for path in files:
             console.print(f"  {path}", soft_wrap=True, highlight=False)
-    else:
-        console.print(
-            "wrote no files (nothing due)" if sweep else "wrote no files (no live stories)"
-        )
-    for a in report.accounts:
-        for warning in a.warnings:
-            console.print(
-                f"[yellow]warning[/yellow] {a.account}: {escape(scrub(warning))}", highlight=False
-            )
 
 
 def render_audit(report: AuditReport, console: Console) -> None:
