@@ -69,3 +69,20 @@ def test_a_thread_still_alive_is_waited_for(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "thread").read_text() == "done"
     assert (tmp_path / "hook").read_text() == "ran"
+
+
+def test_the_cli_starts_without_what_it_never_runs() -> None:
+    """The CLI does not load httpx's own command-line client (pygments, rich.syntax: 60 ms of every
+    start); httpx itself works, and its stand-in CLI says it is not loaded."""
+    probe = (
+        "import sys, ig_story_metrics.cli, httpx\n"
+        "print(sorted(m for m in ('pygments', 'rich.syntax') if m in sys.modules))\n"
+        "print(httpx.Response(200, json={'a': 1}).json())\n"
+        "httpx.main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.splitlines() == ["[]", "{'a': 1}"]
+    assert done.returncode == 1
+    assert "not loaded" in done.stderr
