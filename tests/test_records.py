@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -184,6 +185,20 @@ def test_json_schema_is_derived_from_the_columns() -> None:
     assert schema["properties"]["insights_status"]["enum"] == list(STATUSES)
     assert list(SNAPSHOTS.polars_schema.names()) == list(SNAPSHOTS.column_names)
     json.dumps(schema)  # serialisable as written beside the Parquet files
+
+
+def test_a_frame_already_in_the_schema_is_not_cast_again() -> None:
+    """The schema is built once and shared; `conform` returns a frame of exactly the schema as
+    it is, and still casts and orders one that is not (a fleet's run conformed 1,000 frames)."""
+    assert SNAPSHOTS.polars_schema is SNAPSHOTS.polars_schema
+    exact = SNAPSHOTS.frame([])
+    assert SNAPSHOTS.conform(exact) is exact
+    reordered = exact.select(reversed(SNAPSHOTS.column_names)).with_columns(
+        pl.col("views").cast(pl.Int32)
+    )
+    conformed = SNAPSHOTS.conform(reordered)
+    assert conformed is not reordered
+    assert conformed.schema == SNAPSHOTS.polars_schema
 
 
 def test_timestamps_parse_to_utc() -> None:

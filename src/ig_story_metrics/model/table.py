@@ -62,6 +62,7 @@ class Table:
     partition_by: tuple[str, ...]
     disposition: Disposition
     _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _schema: pl.Schema | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_names", tuple(c.name for c in self.columns))
@@ -72,7 +73,12 @@ class Table:
 
     @property
     def polars_schema(self) -> pl.Schema:
-        return pl.Schema({c.name: c.dtype for c in self.columns})
+        """Built once per table (Polars checks every dtype: a fleet's run asked for it thousands
+        of times), and shared: its callers only read it."""
+        if self._schema is None:
+            object.__setattr__(self, "_schema", pl.Schema({c.name: c.dtype for c in self.columns}))
+        assert self._schema is not None  # noqa: S101 - set just above
+        return self._schema
 
     def json_schema(self) -> dict[str, Any]:
         """The JSON Schema (draft 2020-12) of one row."""
@@ -123,8 +129,11 @@ class Table:
         return pl.DataFrame(list(rows), schema=self.polars_schema)
 
     def conform(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """A frame cast to this table's schema, in its column order (new nullable columns added)."""
+        """A frame cast to this table's schema, in its column order (new nullable columns added).
+        A frame that has the schema already (`frame()` made it) is returned as it is."""
         schema = self.polars_schema
+        if frame.schema == schema:
+            return frame
         missing = [
             pl.lit(None, dtype=schema[name]).alias(name)
             for name in self.column_names
