@@ -21,6 +21,7 @@ from ig_story_metrics.simulator import (
     SimulatorServer,
     World,
 )
+from ig_story_metrics.simulator.protocol import to_json
 from ig_story_metrics.simulator.server import MAX_BODY
 
 from .conftest import (
@@ -280,3 +281,16 @@ def test_the_in_process_transport_answers_exactly_as_the_http_server() -> None:
     assert in_process == over_http
     assert {"RemoteProtocolError", 502, 413} <= {outcome[0] for outcome in over_http}
     assert transport.simulator.stats == server.simulator.stats
+
+
+def test_bodies_are_compact_json_that_reads_back_as_written() -> None:
+    """The simulator writes bodies with orjson, and with the standard library what orjson refuses:
+    a spoiled 2**70 stays an integer literal, a lone surrogate is escaped as Meta escapes it."""
+    plain = {"data": [{"name": "reach", "values": [{"value": 12}]}], "caption": "café ☕"}
+    written = to_json(plain)
+    assert written == json.dumps(plain, ensure_ascii=False, separators=(",", ":")).encode()
+    assert json.loads(to_json({"value": 2**70})) == {"value": 2**70}
+    assert b"1180591620717411303424" in to_json({"value": 2**70})
+    odd = to_json({"caption": "Flash sale \ud83c"})
+    assert odd == b'{"caption":"Flash sale \\ud83c"}'
+    assert json.loads(odd) == {"caption": "Flash sale \ud83c"}

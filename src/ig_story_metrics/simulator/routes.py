@@ -18,6 +18,7 @@ from ig_story_metrics.simulator.protocol import (
     Response,
     graph_error,
     request_key,
+    to_json,
     with_headers,
 )
 from ig_story_metrics.simulator.shapes import BREAKDOWN_OF
@@ -285,7 +286,7 @@ def _operation(
             headers={"authorization": f"Bearer {token}", **host} if token else host,
         )
         status, headers, body = sim.handle(inner, top_level=False)
-    answer: dict[str, Any] = {"code": status, "body": json.dumps(body)}
+    answer: dict[str, Any] = {"code": status, "body": to_json(body).decode()}
     if include_headers:
         answer["headers"] = [
             {"name": "Content-Type", "value": "text/javascript; charset=UTF-8"},

@@ -17,7 +17,7 @@ from types import TracebackType
 from urllib.parse import parse_qsl, urlsplit
 
 from ig_story_metrics.simulator.api import GraphSimulator
-from ig_story_metrics.simulator.protocol import Request
+from ig_story_metrics.simulator.protocol import Request, to_json
 
 MAX_BODY = 1 << 20
 STOP_POLL_SECONDS = 0.02
@@ -97,11 +97,7 @@ def answer(
         return Reply(status, body, kind, headers=extra)
     if fault == "gzip":  # says gzip, is not: the client's decoder fails
         extra = {**extra, "Content-Encoding": "gzip"}
-    try:
-        payload = json.dumps(body, ensure_ascii=False).encode()
-    except UnicodeEncodeError:  # a lone surrogate: Meta escapes it as \udXXX
-        payload = json.dumps(body).encode()
-    return Reply(status, payload, headers=extra)
+    return Reply(status, to_json(body), headers=extra)
 
 
 class _Handler(BaseHTTPRequestHandler):
