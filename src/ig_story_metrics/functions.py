@@ -59,6 +59,7 @@ from ig_story_metrics.bodies import read_body
 from ig_story_metrics.errors import ConfigError, Refused, StorageError
 from ig_story_metrics.jobs import heap, hourly, sweep, tokens
 from ig_story_metrics.jobs.audit import daily_audit
+from ig_story_metrics.model import lazy
 from ig_story_metrics.model.accounts import account_name_problem
 from ig_story_metrics.redact import register_secrets, scrub
 from ig_story_metrics.report.events import log_report
@@ -73,6 +74,7 @@ MODES = ("sweep", "tokens")  # no mode: the hourly run
 
 logs.configure("json")  # functions always log JSON lines, whatever LOG_FORMAT says
 log = logging.getLogger("ig_story_metrics.function")
+lazy.load()  # an instance imports Polars as it starts, not in its first request (model/lazy.py)
 heap.settle()  # the collector set for runs (jobs/heap.py); what the imports made is frozen
 
 

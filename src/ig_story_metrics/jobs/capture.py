@@ -19,9 +19,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
 from pydantic import SecretStr
 
 from ig_story_metrics.clock import Clock, Deadline, utc_now
@@ -39,6 +38,11 @@ from ig_story_metrics.redact import scrub
 from ig_story_metrics.report.models import AccountReport, StoryProblem
 from ig_story_metrics.storage import Lake
 
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from ig_story_metrics.model.lazy import pl  # imported when first used (model/lazy.py)
+
 StoryFilter = Callable[[Sequence[Story]], Sequence[Story]]
 # Where a job's stories come from: the listing (default), or a plan made beforehand (the sweep's
 # stories from the lake's last hourly listing).
@@ -47,7 +51,7 @@ StorySource = Callable[[GraphClient, Session], Awaitable[Listing]]
 Archiver = Callable[[Account, Sequence[Story]], Awaitable[Archived]]
 # Told of each account's partition of the day as stored, or None when the run stored nothing for
 # it (jobs/finalize.Finals); not told when its rows could not be stored. Never raises.
-AfterStore = Callable[[Account, date, pl.DataFrame | None], None]
+AfterStore = Callable[[Account, date, "pl.DataFrame | None"], None]
 log = logging.getLogger(__name__)
 
 

@@ -18,8 +18,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from ig_story_metrics.clock import Deadline
 from ig_story_metrics.errors import StorageError
@@ -30,6 +29,11 @@ from ig_story_metrics.model.webhook import combine
 from ig_story_metrics.storage import Lake
 from ig_story_metrics.storage.layout import table_key
 from ig_story_metrics.storage.scan import day_range, read_snapshots
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from ig_story_metrics.model.lazy import pl  # imported when first used (model/lazy.py)
 
 log = logging.getLogger("ig_story_metrics.finalize")
 DEFAULT_DAYS = 3

@@ -27,11 +27,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import TypedDict
-
-import polars as pl
+from typing import TYPE_CHECKING, TypedDict
 
 from ig_story_metrics.model.expiry import hourly_rows
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from ig_story_metrics.model.lazy import pl  # imported when first used (model/lazy.py)
 
 TAKEN = ("ok", "partial", "not_enough_viewers")
 FINAL_WITHIN = timedelta(minutes=10)

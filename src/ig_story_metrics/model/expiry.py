@@ -15,10 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from ig_story_metrics.model.story import STORY_LIFETIME, Story, oldest_first
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from ig_story_metrics.model.lazy import pl  # imported when first used (model/lazy.py)
 
 # Planning from the lake needs the account's last hourly listing to be at most this old: the hourly
 # run on the hour plus its own duration and slack; older (a slipped schedule), the sweep lists.

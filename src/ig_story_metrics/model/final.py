@@ -13,14 +13,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from ig_story_metrics.model.metrics import METRIC_COLUMNS
 from ig_story_metrics.model.snapshot import STATUSES
 from ig_story_metrics.model.table import Column, Table
 from ig_story_metrics.model.webhook import WEBHOOK_METRICS, FinalWebhook
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from ig_story_metrics.model.lazy import pl  # imported when first used (model/lazy.py)
 
 COMPLETE_WITHIN = timedelta(minutes=10)
 # A webhook-only story is placed by when Meta sent it: about 1 h after its expiry, 25 h after posting.

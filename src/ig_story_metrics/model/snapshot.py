@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Literal
-
-import polars as pl
+from typing import TYPE_CHECKING, Literal
 
 from ig_story_metrics.model.metrics import EXTRA_METRICS, METRIC_COLUMNS, NAVIGATION_PARTS
 from ig_story_metrics.model.story import Story
 from ig_story_metrics.model.table import Column, Table
 from ig_story_metrics.redact import scrub
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from ig_story_metrics.model.lazy import pl  # imported when first used (model/lazy.py)
 
 InsightsStatus = Literal["ok", "partial", "not_enough_viewers", "expired", "unavailable", "error"]
 Capture = Literal["hourly", "sweep"]
@@ -103,7 +106,6 @@ SNAPSHOTS = Table(
     disposition="append_by_run",
 )
 COLUMN_NAMES = SNAPSHOTS.column_names
-POLARS_SCHEMA = SNAPSHOTS.polars_schema
 
 
 def to_frame(rows: Iterable[Mapping[str, object]]) -> pl.DataFrame:

@@ -13,20 +13,33 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import polars as pl
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from ig_story_metrics.model.lazy import pl  # imported when first used (model/lazy.py)
 
 Kind = Literal["str", "int", "float", "datetime", "bool"]
 Disposition = Literal["append_by_run", "replace_partition", "write_once"]
 
-_POLARS: dict[Kind, pl.DataType] = {
-    "str": pl.String(),
-    "int": pl.Int64(),
-    "float": pl.Float64(),
-    "datetime": pl.Datetime("us", "UTC"),
-    "bool": pl.Boolean(),
-}
+_POLARS: dict[Kind, pl.DataType] = {}  # made when first asked for (Polars is imported then)
+
+
+def _dtype(kind: Kind) -> pl.DataType:
+    if not _POLARS:
+        _POLARS.update(
+            {
+                "str": pl.String(),
+                "int": pl.Int64(),
+                "float": pl.Float64(),
+                "datetime": pl.Datetime("us", "UTC"),
+                "bool": pl.Boolean(),
+            }
+        )
+    return _POLARS[kind]
+
+
 _JSON: dict[Kind, dict[str, str]] = {
     "str": {"type": "string"},
     "int": {"type": "integer"},
@@ -48,7 +61,7 @@ class Column:
 
     @property
     def dtype(self) -> pl.DataType:
-        return _POLARS[self.kind]
+        return _dtype(self.kind)
 
 
 @dataclass(frozen=True, slots=True)

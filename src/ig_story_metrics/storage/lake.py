@@ -22,9 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from ig_story_metrics.clock import Clock, Deadline, utc_now
 from ig_story_metrics.model.location import StorageLocation, parse_storage_url
@@ -40,6 +38,11 @@ from ig_story_metrics.storage.layout import (
 )
 from ig_story_metrics.storage.local import LocalBackend
 from ig_story_metrics.storage.merge import merge, unite
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from ig_story_metrics.model.lazy import pl  # imported when first used (model/lazy.py)
 
 MAX_CONFLICT_RETRIES = 50
 CONFLICT_BACKOFF_CAP_SECONDS = 1.0

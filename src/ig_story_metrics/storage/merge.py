@@ -15,10 +15,15 @@ The rules (docs/storage.md, "Merging"):
 
 from __future__ import annotations
 
-import polars as pl
+from typing import TYPE_CHECKING
 
 from ig_story_metrics.errors import StorageError
 from ig_story_metrics.model.table import Table
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from ig_story_metrics.model.lazy import pl  # imported when first used (model/lazy.py)
 
 
 def unite(table: Table, stored: pl.DataFrame, where: str) -> pl.DataFrame:

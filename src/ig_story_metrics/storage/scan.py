@@ -10,12 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from ig_story_metrics.model.accounts import account_name_problem
 from ig_story_metrics.model.snapshot import SNAPSHOTS
 from ig_story_metrics.storage.lake import Lake
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    from ig_story_metrics.model.lazy import pl  # imported when first used (model/lazy.py)
 
 ROOT = "Instagram"
 READERS = 8  # parallel reads: a bucket answers each object in tens of milliseconds
