@@ -129,8 +129,8 @@ def _context(
 
 @contextlib.asynccontextmanager
 async def _loading_polars() -> AsyncIterator[None]:
-    """Polars loads in a worker thread while the first calls wait on the network (model/lazy.py):
-    about 0.2 s off a small run."""
+    """Polars loads in a worker thread while the first calls wait on the network (model/lazy.py),
+    rather than on the event loop's thread when the first rows are to be stored."""
     loading = asyncio.ensure_future(asyncio.to_thread(lazy.load))
     try:
         yield
