@@ -5,8 +5,9 @@ A run holds tens of thousands of parsed answers while it waits on the network, a
 faster than it frees them: with the default thresholds (700, 10, 10) a run of 1,000 accounts x 20
 stories spent 4.4 s of its CPU in about 2,500 collections that found little to free. The objects
 made by the imports live until the exit, so they are frozen out of every later collection; young
-objects are collected every 20,000 allocations instead of 700. Measured at 1,000 x 20
-(`bench/bench_capture.py`): collections 4.4 s -> 0.8 s, peak RSS 164 -> 179 MB.
+objects are collected every 20,000 allocations instead of 700. Measured at 1,000 x 20 (the
+benchmark's simulator, the collections timed by `gc.callbacks`): 4.4 s -> 0.8 s, peak RSS 164 ->
+179 MB.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ Dispositions:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,21 +24,17 @@ else:
 Kind = Literal["str", "int", "float", "datetime", "bool"]
 Disposition = Literal["append_by_run", "replace_partition", "write_once"]
 
-_POLARS: dict[Kind, pl.DataType] = {}  # made when first asked for (Polars is imported then)
 
-
-def _dtype(kind: Kind) -> pl.DataType:
-    if not _POLARS:
-        _POLARS.update(
-            {
-                "str": pl.String(),
-                "int": pl.Int64(),
-                "float": pl.Float64(),
-                "datetime": pl.Datetime("us", "UTC"),
-                "bool": pl.Boolean(),
-            }
-        )
-    return _POLARS[kind]
+@functools.cache
+def _dtypes() -> dict[Kind, pl.DataType]:
+    """The Polars type of each kind (made when first asked for: Polars is imported then)."""
+    return {
+        "str": pl.String(),
+        "int": pl.Int64(),
+        "float": pl.Float64(),
+        "datetime": pl.Datetime("us", "UTC"),
+        "bool": pl.Boolean(),
+    }
 
 
 _JSON: dict[Kind, dict[str, str]] = {
@@ -61,7 +58,7 @@ class Column:
 
     @property
     def dtype(self) -> pl.DataType:
-        return _dtype(self.kind)
+        return _dtypes()[self.kind]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +85,11 @@ class Table:
     def polars_schema(self) -> pl.Schema:
         """Built once per table (Polars checks every dtype: a fleet's run asked for it thousands
         of times), and shared: its callers only read it."""
-        if self._schema is None:
-            object.__setattr__(self, "_schema", pl.Schema({c.name: c.dtype for c in self.columns}))
-        assert self._schema is not None  # noqa: S101 - set just above
-        return self._schema
+        schema = self._schema
+        if schema is None:
+            schema = pl.Schema({c.name: c.dtype for c in self.columns})
+            object.__setattr__(self, "_schema", schema)
+        return schema
 
     def json_schema(self) -> dict[str, Any]:
         """The JSON Schema (draft 2020-12) of one row."""
