@@ -30,9 +30,9 @@ def render_run(report: RunReport, console: Console) -> None:
     for name in ("account", first, "captured", "below threshold", "failed"):
         table.add_column(name, justify="left" if name == "account" else "right")
     table.add_column("status")
-    shown = sorted(report.accounts, key=lambda a: (a.ok, not a.warnings))[:FLEET_ROWS]
-    if len(report.accounts) <= FLEET_ROWS:
-        shown = report.accounts  # in the order asked
+    shown = report.accounts  # in the order asked
+    if len(shown) > FLEET_ROWS:  # a fleet: the failed first, then those with warnings
+        shown = sorted(shown, key=lambda a: (a.ok, not a.warnings))[:FLEET_ROWS]
     for a in shown:
         why = escape(scrub(a.error or ""))
         status = "[green]ok[/green]" if a.ok else f"[red]FAILED[/red] {why}"
