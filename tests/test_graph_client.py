@@ -238,3 +238,36 @@ def test_a_scaled_policy_makes_the_same_decisions_with_tiny_waits() -> None:
     assert retries == fast_retries > 0
     assert fast_waited == pytest.approx(waited / 1000)
     assert repr(fast_values) == repr(values)
+
+
+def test_a_call_cancelled_while_its_operations_wait_leaves_the_others_their_answers() -> None:
+    """Two accounts of one token share the packer. NPI's call is cancelled while its operations
+    wait in the queue: it stops waiting, its operations still travel (in LT's batch) and their
+    answers are dropped; LT gets every answer of its own, in order, and nobody is left waiting."""
+    transport = in_process()
+    world = transport.simulator.world
+    lt = Session("LT", SEED_ACCOUNTS["LT"], TOKEN)
+    urls = {
+        name: [f"{s.id}/insights?metric=reach" for s in world.live_stories(name)[:3]]
+        for name in ("NPI", "LT")
+    }
+
+    async def go() -> tuple[list[int | None], dict[int, int], int]:
+        async with client_for(transport) as client:
+            packer = client.packer
+            with packer.member(npi()), packer.member(lt):
+                first = asyncio.ensure_future(packer.batch(npi(), urls["NPI"]))
+                await asyncio.sleep(0)  # queued; LT is capturing, not waiting: the batch lingers
+                first.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await first
+                answers = await packer.batch(lt, urls["LT"])
+            queue = next(iter(packer._queues.values()))
+            return [a.status for a in answers], dict(queue.waiting), queue.members
+
+    statuses, waiting, members = asyncio.run(go())
+    assert statuses == [200, 200, 200]
+    assert waiting == {}
+    assert members == 0
+    assert transport.simulator.stats.batches == 1
+    assert transport.simulator.stats.by_route["insights"] == 6

@@ -39,16 +39,31 @@ LINGER_SECONDS = 0.3  # the longest a part-filled batch waits for operations of 
 
 @dataclass(slots=True)
 class _Call:
-    """One `batch()` call: its account waits on the packer until its last operation is answered
-    (not until its coroutine resumes: by then it may be about to send its next calls)."""
+    """One `batch()` call: its answers, and one future its account awaits (one per call, not per
+    operation: a fleet's run has 61,000 operations). The account waits on the packer until its
+    last operation is answered (not until its coroutine resumes: by then it may be about to send
+    its next calls)."""
 
     session: Session
     queue: _Queue
+    answers: list[Exchange | BaseException | None]  # None: not answered yet
     unanswered: int
+    done: asyncio.Future[None]
 
-    def answered(self) -> None:
+    def settle(self, index: int, answer: Exchange | BaseException) -> None:
+        if self.unanswered <= 0 or self.answers[index] is not None:
+            return  # answered already, or the call was given up (cancelled)
+        self.answers[index] = answer
         self.unanswered -= 1
         if self.unanswered == 0:
+            self.queue.stop_waiting(self.session)
+            if not self.done.done():
+                self.done.set_result(None)
+
+    def give_up(self) -> None:
+        """Cancelled before its answers: it waits no more, later answers are dropped."""
+        if self.unanswered > 0:
+            self.unanswered = 0
             self.queue.stop_waiting(self.session)
 
 
@@ -56,17 +71,11 @@ class _Call:
 class _Op:
     session: Session
     url: str
-    answer: asyncio.Future[Exchange]
     call: _Call
+    index: int  # in the call's answers
 
     def settle(self, answer: Exchange | BaseException) -> None:
-        if self.answer.done():
-            return
-        if isinstance(answer, BaseException):
-            self.answer.set_exception(answer)
-        else:
-            self.answer.set_result(answer)
-        self.call.answered()
+        self.call.settle(self.index, answer)
 
 
 @dataclass(slots=True)
@@ -118,10 +127,14 @@ class Packer:
         """The answers to `relative_urls`, sent in batches shared with other accounts of the
         same token; raises the batch POST's GraphError when one of them failed as a whole."""
         await self._client.pace(session)
+        if not relative_urls:
+            return []
         loop = asyncio.get_running_loop()
         queue = self._queue(session)
-        call = _Call(session, queue, len(relative_urls))
-        ops = [_Op(session, url, loop.create_future(), call) for url in relative_urls]
+        call = _Call(
+            session, queue, [None] * len(relative_urls), len(relative_urls), loop.create_future()
+        )
+        ops = [_Op(session, url, call, i) for i, url in enumerate(relative_urls)]
         queue.ops.extend(ops)
         queue.waiting[id(session)] += 1
         while len(queue.ops) >= MAX_BATCH:
@@ -132,16 +145,17 @@ class Packer:
         if queue.ops and queue.timer is None:
             queue.timer = loop.call_later(self._linger, self._send, queue, MAX_BATCH)
         try:
-            answers = await asyncio.gather(*(op.answer for op in ops), return_exceptions=True)
+            await call.done
         finally:
-            if call.unanswered > 0:  # cancelled before its answers: it waits no more
-                call.unanswered = 0
-                queue.stop_waiting(session)
+            call.give_up()  # when cancelled before its answers
             self._flush_if_idle(queue)
-        failed = next((a for a in answers if isinstance(a, BaseException)), None)
-        if failed is not None:
-            raise failed
-        return [a for a in answers if not isinstance(a, BaseException)]
+        answered: list[Exchange] = []
+        for answer in call.answers:
+            if isinstance(answer, BaseException):
+                raise answer
+            assert answer is not None  # noqa: S101 - done: every operation is answered
+            answered.append(answer)
+        return answered
 
     def _send(self, queue: _Queue, size: int) -> None:
         if queue.timer is not None:
