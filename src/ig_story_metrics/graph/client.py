@@ -72,7 +72,8 @@ class Session:
 @dataclass(frozen=True, slots=True)
 class Exchange:
     """One answer: HTTP status (None for an unfinished batch slot or a failed GET), parsed body,
-    headers; `error` says why a plain GET got no answer."""
+    headers; `error` says why there is no answer (a batch slot that did not finish, a plain GET
+    that failed)."""
 
     status: int | None
     body: object
@@ -331,9 +332,12 @@ def appsecret_proof(token: SecretStr, app_secret: SecretStr) -> str:
 
 
 def _operation(slot: object) -> Exchange:
-    """A batch slot `{code, headers, body: "<json string>"}`, or `null` when it did not finish."""
+    """A batch slot `{code, headers, body: "<json string>"}`, or `null` when it did not finish
+    (a transient error: the operation is tried again)."""
     if not isinstance(slot, dict):
-        return Exchange(None, None)
+        return Exchange(
+            None, None, error=TransientError("batch operation did not finish (null slot)")
+        )
     code = slot.get("code")
     raw_headers = slot.get("headers")
     headers = [

@@ -29,7 +29,6 @@ from ig_story_metrics.graph.errors import (
     MetricRejected,
     StorySkipped,
     ThrottledError,
-    TransientError,
     UnsupportedRequest,
     classify,
 )
@@ -328,9 +327,7 @@ def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
 def _answer(call: InsightsCall, answer: Exchange) -> Answer:
     if answer.error is not None:
         return Answer(error=answer.error)
-    if answer.status is None:
-        return Answer(error=TransientError("batch operation did not finish (null slot)"))
-    error = classify(answer.status, answer.body, requested_metrics=call.metrics)
+    error = classify(answer.status or 0, answer.body, requested_metrics=call.metrics)
     if isinstance(error, ThrottledError):  # only then do the operation's usage headers matter
         error.retry_after = parse_usage(answer.headers).regain_seconds or None
     if error is None and not isinstance(answer.body, dict):

@@ -17,7 +17,6 @@ from ig_story_metrics.graph.errors import (
     AccountFatal,
     BadResponse,
     GraphError,
-    TransientError,
     UnsupportedRequest,
 )
 from ig_story_metrics.graph.paging import Pager
@@ -90,10 +89,8 @@ async def _operation(client: GraphClient, session: Session, relative_url: str) -
     """The answer of one batch operation, as if it were the answer of a GET. A batch POST that
     failed as a whole (after the client's retries) raises its error."""
     [answer] = await client.batch(session, [relative_url], pack=True)
-    if answer.error is not None:  # batches were refused meanwhile: a plain GET got no answer
+    if answer.error is not None:  # the slot did not finish, or (batches refused) the GET failed
         raise answer.error
-    if answer.status is None:
-        raise TransientError("batch operation did not finish (null slot)")
     # the account's usage, as the GET's headers said it: it paces the insights calls that follow
     client.note_usage(session, parse_usage(answer.headers))
     return answer
