@@ -91,7 +91,7 @@ async def capture_async(
             )
             return await _contained(account, job)
 
-    register_secrets(t.get_secret_value() for t in tokens.values())
+    register_secrets(t.get_secret_value() for t in tokens.values())  # no output can carry one
 
     try:
         async with (
@@ -204,7 +204,7 @@ def run(
     policy: RetryPolicy | None = None,
 ) -> RunReport:
     """The synchronous entry point of the hourly run, used by the CLI and the Cloud Function,
-    with the final values of the stories expired since (never fail the run)."""
+    with the final values of the stories expired since (which never fail the run)."""
     return asyncio.run(
         capture_async(
             settings,

@@ -141,7 +141,7 @@ def run(
     plan: Plan = "lake",
 ) -> RunReport:
     """The synchronous entry point of the sweep, used by the CLI and the Cloud Function, with the
-    final values of the stories expired since (never fail the sweep)."""
+    final values of the stories expired since (which never fail the sweep)."""
     return asyncio.run(
         sweep_async(
             settings,
