@@ -1,11 +1,26 @@
 """Polars is imported when first used (model/lazy.py): not by importing the modules of the run,
-and once, whichever thread touches it first (the hourly run loads it in a worker thread while
-its first calls wait on the network; the main thread may need it before that is done)."""
+and once, whichever thread touches it first (the hourly run loads it in a worker thread once its
+first request is sent; the main thread may need it before that is done)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+from types import ModuleType
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from ig_story_metrics.jobs import hourly
+from ig_story_metrics.model import lazy
+from ig_story_metrics.model.accounts import Account
+from ig_story_metrics.report.models import RunReport
+from ig_story_metrics.settings import load_settings
+from ig_story_metrics.simulator import SEED_ACCOUNTS
+
+from .conftest import IN_PROCESS_URL, SECRET_TOKEN, SimTransport, frozen, make_simulator
 
 PROBE = """
 import sys, threading
@@ -33,3 +48,54 @@ def test_polars_is_imported_on_first_use_from_any_thread() -> None:
         "False <polars, not imported yet>",
         "[2, 2, 2, 2] <polars, imported> True",
     ]
+
+
+def _run_recording(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tokens: dict[str, SecretStr]
+) -> tuple[RunReport, list[str]]:
+    """An hourly run of the seed accounts in process; the order in which its requests were
+    answered and Polars was loaded (by anyone: also the main thread, when it needs it first)."""
+    events: list[str] = []
+    transport = SimTransport(make_simulator())
+    handle = transport.handler
+
+    def recording(request: httpx.Request) -> httpx.Response:
+        events.append("request")
+        return handle(request)  # type: ignore[no-any-return]
+
+    transport.handler = recording
+    real_load = lazy.load
+
+    def load() -> ModuleType:
+        events.append("load")
+        return real_load()
+
+    monkeypatch.setattr(lazy, "load", load)
+    settings = load_settings(
+        {"IG_GRAPH_API_URL": IN_PROCESS_URL, "STORAGE_URL": str(tmp_path / "lake")}
+    )
+    accounts = [Account(name, uid) for name, uid in SEED_ACCOUNTS.items()]
+    report = hourly.run(settings, accounts, tokens, transport=transport, clock=frozen())
+    return report, events
+
+
+def test_the_run_loads_polars_once_its_first_request_is_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not before: building the first request would share the interpreter with the import."""
+    token = SecretStr(SECRET_TOKEN)
+    report, events = _run_recording(tmp_path, monkeypatch, dict.fromkeys(SEED_ACCOUNTS, token))
+    assert report.exit_code == 0
+    assert events[0] == "request"
+    assert "load" in events
+    assert events.count("request") > 1
+
+
+def test_a_run_that_sends_nothing_does_not_load_polars(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No token for anyone: every account fails without a call, and nothing waits for Polars."""
+    report, events = _run_recording(tmp_path, monkeypatch, {})
+    assert report.exit_code == 1
+    assert [a.ok for a in report.accounts] == [False] * len(SEED_ACCOUNTS)
+    assert events == []

@@ -121,6 +121,12 @@ class GraphClient:
     async def __aexit__(self, *exc: object) -> None:
         await self._http.aclose()
 
+    @property
+    def sending(self) -> asyncio.Event:
+        """Set once this client has sent its first HTTP request: from then on the run waits on
+        the network, and what it needs later can be loaded beside it (jobs/hourly.py)."""
+        return self._http.sending
+
     # -- waiting -------------------------------------------------------------------------------
 
     async def wait(self, session: Session, seconds: float, why: GraphError | None) -> None:

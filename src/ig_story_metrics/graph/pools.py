@@ -71,6 +71,7 @@ class Pools:
             verify=tls_context(),
         )
         self._pools = [_Pool(make) for _ in range(max(1, max_connections // POOL_SIZE))]
+        self.sending = asyncio.Event()  # set by the first request sent (see GraphClient.sending)
 
     def build_request(self, method: str, url: str, **options: object) -> httpx.Request:
         return self._pools[0].http.build_request(method, url, **options)  # type: ignore[arg-type]
@@ -79,6 +80,7 @@ class Pools:
         """Send on the least loaded pool; the response and its body, read whole."""
         pool = min(self._pools, key=_Pool.busy)
         pool.load += 1
+        self.sending.set()
         try:
             async with pool.gate:
                 response = await pool.http.send(request)

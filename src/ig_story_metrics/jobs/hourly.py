@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from pydantic import SecretStr
 
 from ig_story_metrics.clock import Clock, Deadline, utc_now
-from ig_story_metrics.graph.client import Transport
+from ig_story_metrics.graph.client import GraphClient, Transport
 from ig_story_metrics.graph.media import MB, MediaFetcher
 from ig_story_metrics.graph.retry import RetryPolicy
 from ig_story_metrics.jobs import finalize
@@ -95,7 +95,6 @@ async def capture_async(
 
     try:
         async with (
-            _loading_polars(),
             clients_for(
                 settings,
                 (a.login for a in accounts),
@@ -103,6 +102,7 @@ async def capture_async(
                 policy=policy,
                 deadline=budget.share(GRAPH_SHARE),
             ) as clients,
+            _loading_polars(clients.values()),
             _archiving(settings, ctx, opened, transport) as ctx,
             _finalizing(finals, opened, ctx, clock) as ctx,
         ):
@@ -128,14 +128,32 @@ def _context(
 
 
 @contextlib.asynccontextmanager
-async def _loading_polars() -> AsyncIterator[None]:
-    """Polars loads in a worker thread while the first calls wait on the network (model/lazy.py),
-    rather than on the event loop's thread when the first rows are to be stored."""
-    loading = asyncio.ensure_future(asyncio.to_thread(lazy.load))
+async def _loading_polars(clients: Collection[GraphClient]) -> AsyncIterator[None]:
+    """Polars loads in a worker thread once the first request is sent, while the run waits on the
+    network (model/lazy.py), rather than on the event loop's thread when the first rows are to be
+    stored. Not before: the import would share the interpreter with building that request. A run
+    that sends nothing (no token) never loads it here."""
+    loading = asyncio.ensure_future(_load_once_sent(clients))
     try:
         yield
     finally:
-        await loading
+        if not loading.done() and not any(c.sending.is_set() for c in clients):
+            loading.cancel()
+        await asyncio.wait([loading])
+        if not loading.cancelled():
+            loading.result()  # a failed import is the run's failure, as it would be later
+
+
+async def _load_once_sent(clients: Collection[GraphClient]) -> None:
+    sent = [asyncio.ensure_future(c.sending.wait()) for c in clients]
+    if not sent:
+        return
+    try:
+        await asyncio.wait(sent, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in sent:
+            waiting.cancel()
+    await asyncio.to_thread(lazy.load)
 
 
 @contextlib.asynccontextmanager
