@@ -1,9 +1,12 @@
-"""Polars is imported when first used (model/lazy.py): not by importing the modules of the run,
-and once, whichever thread touches it first (the hourly run loads it in a worker thread once its
-first request is sent; the main thread may need it before that is done)."""
+"""What a run prepares beside other work. Polars is imported when first used (model/lazy.py): not
+by importing the modules of the run, and once, whichever thread touches it first (the hourly run
+loads it in a worker thread once its first request is sent; the main thread may need it before
+that is done). The TLS context of the Graph clients is built in a worker thread that the CLI
+starts with every command (graph/pools.py)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +102,37 @@ def test_a_run_that_sends_nothing_does_not_load_polars(
     assert report.exit_code == 1
     assert [a.ok for a in report.accounts] == [False] * len(SEED_ACCOUNTS)
     assert events == []
+
+
+TLS_PROBE = """
+import ssl, sys, threading
+import httpx
+built = []
+real = httpx.create_ssl_context
+def spy(*args, **kwargs):
+    built.append(threading.current_thread().name)
+    return real(*args, **kwargs)
+httpx.create_ssl_context = spy
+from ig_story_metrics.graph import pools
+if sys.argv[1] == "prepared":
+    pools.prepare_tls_context()
+    pools.prepare_tls_context()
+first, second = pools.tls_context(), pools.tls_context()
+print(built, first is second, first.verify_mode == ssl.CERT_REQUIRED)
+"""
+
+
+def test_the_tls_context_is_built_once_in_a_worker_thread_when_prepared() -> None:
+    def probe(mode: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", TLS_PROBE, mode],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert re.fullmatch(r"\['Thread-[^']*'\] True True", probe("prepared"))  # one, not main
+    assert probe("inline") == "['MainThread'] True True"

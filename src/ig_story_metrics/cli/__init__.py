@@ -20,6 +20,7 @@ from rich.markup import escape
 from ig_story_metrics import logs, settings
 from ig_story_metrics.cli import capture, final, report, simulate, tokens
 from ig_story_metrics.cli.common import EXIT_FAILED, app
+from ig_story_metrics.graph import pools
 from ig_story_metrics.jobs import heap
 
 __all__ = ["app", "capture", "final", "main", "report", "simulate", "tokens"]
@@ -33,6 +34,7 @@ def main() -> NoReturn:
     """
     logs.configure(stream=sys.stderr, setting=settings.log_format())
     heap.settle()  # the collector set for a run (jobs/heap.py)
+    pools.prepare_tls_context()  # beside the command's start, for its Graph clients
     try:
         app()  # typer ends every command, even a successful one, with SystemExit
     except SystemExit as done:
@@ -55,8 +57,9 @@ def leave(code: object) -> NoReturn:
     Freeing the modules a command imports (pydantic's and polars' among them) takes about 0.2 s,
     a sixth of a small hourly run and paid by every command. Nothing is lost by skipping it: the
     exit hooks run first (logging's flush among them), then stdout and stderr are flushed. When a
-    thread other than this one is still alive (none of ours should be), the normal exit waits
-    for it instead.
+    thread other than this one that the interpreter would wait for is still alive (none of ours
+    should be), the normal exit waits for it instead; daemon threads (the TLS context's, started
+    by every command) end with the process, as they would with a normal exit.
     """
     if code is None:
         status = 0
@@ -65,7 +68,7 @@ def leave(code: object) -> NoReturn:
     else:  # sys.exit("message"): the message on stderr, status 1
         print(code, file=sys.stderr)
         status = 1
-    if threading.active_count() > 1:
+    if any(t is not threading.current_thread() and not t.daemon for t in threading.enumerate()):
         sys.exit(status)
     atexit._run_exitfuncs()  # the hooks a normal exit would run
     for stream in (sys.stdout, sys.stderr):

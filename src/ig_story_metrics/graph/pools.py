@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import httpx
@@ -23,11 +25,39 @@ MAX_CONNECTIONS = 64
 POOL_SIZE = 4  # connections per httpx pool
 
 
-@functools.cache
+_tls: list[Future[ssl.SSLContext]] = []  # the one being built, or built
+_tls_lock = threading.Lock()
+
+
+def prepare_tls_context() -> None:
+    """Start building the TLS context of every client in a worker thread. Loading the CA bundle
+    takes 30 to 40 ms, during which OpenSSL releases the interpreter: started before the first
+    client is made (the CLI starts it with every command), it costs that client nothing."""
+    _tls_future(inline=False)
+
+
 def tls_context() -> ssl.SSLContext:
-    """The TLS settings of every client, built once per process: loading the CA bundle takes tens
-    of milliseconds, paid by each run otherwise (a warm function instance runs many)."""
-    return httpx.create_ssl_context()
+    """The TLS settings of every client, built once per process (a warm function instance runs
+    many runs): by the worker thread if it was started, here otherwise."""
+    return _tls_future(inline=True).result()
+
+
+def _tls_future(*, inline: bool) -> Future[ssl.SSLContext]:
+    with _tls_lock:
+        if not _tls:
+            _tls.append(Future())
+            if inline:
+                _build_tls(_tls[0])
+            else:
+                threading.Thread(target=_build_tls, args=(_tls[0],), daemon=True).start()
+        return _tls[0]
+
+
+def _build_tls(future: Future[ssl.SSLContext]) -> None:
+    try:
+        future.set_result(httpx.create_ssl_context())
+    except BaseException as exc:  # the caller of tls_context() gets it, as if it built it
+        future.set_exception(exc)
 
 
 @dataclass(slots=True)
