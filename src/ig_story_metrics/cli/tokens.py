@@ -15,15 +15,13 @@ from ig_story_metrics import settings
 from ig_story_metrics.cli.common import EXIT_FAILED, app, fail
 from ig_story_metrics.errors import ConfigError
 from ig_story_metrics.graph.errors import GraphError
-from ig_story_metrics.jobs import renew, tokens
-from ig_story_metrics.jobs.accounts import discover, discovery_token
-from ig_story_metrics.jobs.renew import RenewError
-from ig_story_metrics.report.terminal import render_tokens
-from ig_story_metrics.report.tokens import log_tokens
 from ig_story_metrics.settings import (
     load_accounts,
     load_settings,
 )
+
+# Each command imports its own job when it runs: the hourly run, which every deployment calls
+# each hour, starts without them (as cli/capture.py does for the sweep, the audit and the demo).
 
 accounts_app = typer.Typer(no_args_is_help=True, help="The Instagram accounts to capture.")
 tokens_app = typer.Typer(
@@ -52,6 +50,8 @@ def accounts_discover(
 
     Example: ig-story-metrics accounts discover --out accounts.toml
     """
+    from ig_story_metrics.jobs.accounts import discover, discovery_token
+
     if token_env is not None and not settings.ENV_NAME.match(token_env):
         raise fail(f"--token-env {token_env!r} is not a variable name")
     if out is not None and out.exists():
@@ -86,6 +86,10 @@ def tokens_check(
     Exit 1 when a token is missing, invalid, lacks a permission or ends within 7 days.
     Example: ig-story-metrics tokens check --json
     """
+    from ig_story_metrics.jobs import tokens
+    from ig_story_metrics.report.terminal import render_tokens
+    from ig_story_metrics.report.tokens import log_tokens
+
     try:
         loaded = load_settings()
         report = tokens.check(loaded, list(load_accounts(loaded.accounts_file).values()))
@@ -110,6 +114,9 @@ def tokens_refresh(
 
     Example: ig-story-metrics tokens refresh NPI
     """
+    from ig_story_metrics.jobs import renew
+    from ig_story_metrics.jobs.renew import RenewError
+
     if print_token and not sys.stdout.isatty():
         raise fail("--print shows a token only on a terminal, not into a pipe or a file")
     try:

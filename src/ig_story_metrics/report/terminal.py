@@ -4,16 +4,20 @@ token table."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ig_story_metrics.model.coverage import DayCoverage
 from ig_story_metrics.redact import scrub
-from ig_story_metrics.report.audit import AuditReport, DayRun
 from ig_story_metrics.report.models import AccountReport, RunReport
-from ig_story_metrics.report.tokens import TokensReport
+
+if TYPE_CHECKING:  # what only the audit, the replay and the token table render (not the run)
+    from ig_story_metrics.model.coverage import DayCoverage
+    from ig_story_metrics.report.audit import AuditReport, DayRun
+    from ig_story_metrics.report.tokens import TokensReport
 
 # A fleet's run shows this many accounts by name (the failed first, then those with warnings) and
 # sums up the rest; the files and warnings likewise. `run --json` and the log have every one.
