@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 from datetime import timedelta
 from typing import Any
@@ -294,3 +295,20 @@ def test_bodies_are_compact_json_that_reads_back_as_written() -> None:
     odd = to_json({"caption": "Flash sale \ud83c"})
     assert odd == b'{"caption":"Flash sale \\ud83c"}'
     assert json.loads(odd) == {"caption": "Flash sale \ud83c"}
+
+
+def test_the_package_gives_each_public_name_from_its_module_when_first_read() -> None:
+    """simulator/__init__.py imports its parts when a name is read (the CLI starts without them);
+    every name of __all__ is the defining module's own object, and a wrong name fails as usual."""
+    package = importlib.import_module("ig_story_metrics.simulator")
+    homes = {"api", "identity", "protocol", "server", "world", "faults"}
+    for name in package.__all__:
+        value = getattr(package, name)
+        owners = [
+            h
+            for h in homes
+            if getattr(importlib.import_module(f"{package.__name__}.{h}"), name, None) is value
+        ]
+        assert owners or name == "simulator_server", name
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        package.Nothing  # noqa: B018

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from ig_story_metrics.cli.common import app, fail
-from ig_story_metrics.simulator import (
-    DEFAULT_IG_TOKEN,
-    DEFAULT_TOKEN,
-    INSTAGRAM_PREFIX,
-    SEED_ACCOUNTS,
-    Faults,
-    World,
-    simulator_server,
-)
-from ig_story_metrics.simulator.webhooks import WebhookSender
+from ig_story_metrics.simulator import Faults
+
+# The rest of the simulator is imported by the command when it runs (simulator/__init__.py).
+if TYPE_CHECKING:
+    from ig_story_metrics.simulator import World
+    from ig_story_metrics.simulator.webhooks import WebhookSender
 
 
 def _fault_parameters() -> list[inspect.Parameter]:
@@ -73,6 +69,14 @@ def simulate(
     Example: ig-story-metrics simulate --transient-rate 0.2 --throttle-rate 0.02
     --reject-metric views --expired-token MD
     """
+    from ig_story_metrics.simulator import (
+        DEFAULT_IG_TOKEN,
+        DEFAULT_TOKEN,
+        INSTAGRAM_PREFIX,
+        SEED_ACCOUNTS,
+        simulator_server,
+    )
+
     values: dict[str, Any] = {
         name: frozenset(value or ()) if isinstance(value, list | type(None)) else value
         for name, value in fault_options.items()
@@ -121,6 +125,8 @@ def _webhook_sender(world: World, url: str | None, secret: str | None) -> Webhoo
     """The webhook sender of `--webhook-url` (None without it), ticking every 30 s."""
     if url is None or not secret:
         return None
+    from ig_story_metrics.simulator.webhooks import WebhookSender
+
     sender = WebhookSender(world, url, secret)
     sender.start(interval=30.0)
     return sender

@@ -6,20 +6,19 @@ with `with simulator_server() as server: ...` (tests, `demo`) or `server.serve_f
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from ig_story_metrics.simulator.api import DEFAULT_TOKEN, GraphSimulator
 from ig_story_metrics.simulator.faults import Faults
-from ig_story_metrics.simulator.identity import (
-    DEFAULT_IG_TOKEN,
-    INSTAGRAM_PREFIX,
-    Identity,
-    both_hosts,
-)
-from ig_story_metrics.simulator.protocol import Answer, Request, Response
-from ig_story_metrics.simulator.server import SimulatorServer
-from ig_story_metrics.simulator.world import SEED_ACCOUNTS, World, utc_now
+
+if TYPE_CHECKING:
+    from ig_story_metrics.simulator.api import DEFAULT_TOKEN, GraphSimulator
+    from ig_story_metrics.simulator.identity import DEFAULT_IG_TOKEN, INSTAGRAM_PREFIX, Identity
+    from ig_story_metrics.simulator.protocol import Answer, Request, Response
+    from ig_story_metrics.simulator.server import SimulatorServer
+    from ig_story_metrics.simulator.world import SEED_ACCOUNTS, World
 
 __all__ = [
     "DEFAULT_IG_TOKEN",
@@ -37,6 +36,32 @@ __all__ = [
     "simulator_server",
 ]
 
+# The names above, from the module that defines them, imported when first read: the CLI builds
+# the `simulate` command's options from `Faults` as it starts, and every command (the hourly run
+# above all) would otherwise pay for the whole simulator (15 to 20 ms) it never runs.
+_HOMES = {
+    "DEFAULT_TOKEN": "api",
+    "GraphSimulator": "api",
+    "DEFAULT_IG_TOKEN": "identity",
+    "INSTAGRAM_PREFIX": "identity",
+    "Identity": "identity",
+    "Answer": "protocol",
+    "Request": "protocol",
+    "Response": "protocol",
+    "SimulatorServer": "server",
+    "SEED_ACCOUNTS": "world",
+    "World": "world",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 def simulator_server(
     *,
@@ -44,15 +69,20 @@ def simulator_server(
     host: str = "127.0.0.1",
     port: int = 0,
     page_size: int = 25,
-    clock: Callable[[], datetime] = utc_now,
+    clock: Callable[[], datetime] | None = None,
     faults: Faults | None = None,
     app_secret: str | None = None,
     world: World | None = None,
 ) -> SimulatorServer:
     """A simulator on `host:port` (port 0: a free one), not yet serving: graph.facebook.com at
     the root, graph.instagram.com under `/instagram` (see `simulator/identity.py`). `world`
-    replaces the seed world (e.g. `World.fleet(1000, 20)`; `seed` and `clock` are then its own)."""
-    world = world or World(seed=seed, clock=clock)
+    replaces the seed world (e.g. `World.fleet(1000, 20)`; `seed` and `clock` are then its own).
+    `clock`: the world's time, the wall clock when None."""
+    from ig_story_metrics.simulator.api import GraphSimulator
+    from ig_story_metrics.simulator.identity import DEFAULT_IG_TOKEN, Identity, both_hosts
+    from ig_story_metrics.simulator.world import World, utc_now
+
+    world = world or World(seed=seed, clock=clock or utc_now)
     simulator = GraphSimulator(world, page_size=page_size, faults=faults)
     identity = Identity(world, app_secret=app_secret)
     identity.issue(DEFAULT_IG_TOKEN, kind="INSTAGRAM", expires_in=timedelta(days=60))
