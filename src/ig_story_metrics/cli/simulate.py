@@ -14,7 +14,7 @@ from ig_story_metrics.simulator import Faults
 
 # The rest of the simulator is imported by the command when it runs (simulator/__init__.py).
 if TYPE_CHECKING:
-    from ig_story_metrics.simulator import World
+    from ig_story_metrics.simulator import SimulatorServer, World
     from ig_story_metrics.simulator.webhooks import WebhookSender
 
 
@@ -69,13 +69,7 @@ def simulate(
     Example: ig-story-metrics simulate --transient-rate 0.2 --throttle-rate 0.02
     --reject-metric views --expired-token MD
     """
-    from ig_story_metrics.simulator import (
-        DEFAULT_IG_TOKEN,
-        DEFAULT_TOKEN,
-        INSTAGRAM_PREFIX,
-        SEED_ACCOUNTS,
-        simulator_server,
-    )
+    from ig_story_metrics.simulator import simulator_server
 
     values: dict[str, Any] = {
         name: frozenset(value or ()) if isinstance(value, list | type(None)) else value
@@ -91,6 +85,24 @@ def simulate(
         raise fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     sender = _webhook_sender(server.simulator.world, webhook_url, app_secret)
     console = Console()
+    _announce(console, server, faults, sender)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+def _announce(
+    console: Console, server: SimulatorServer, faults: Faults, sender: WebhookSender | None
+) -> None:
+    """Where the simulator serves, its tokens and accounts, and what it is set to do."""
+    from ig_story_metrics.simulator import (
+        DEFAULT_IG_TOKEN,
+        DEFAULT_TOKEN,
+        INSTAGRAM_PREFIX,
+        SEED_ACCOUNTS,
+    )
+
     console.print(f"Graph API simulator on {server.url}  (token: {DEFAULT_TOKEN})", highlight=False)
     if sender is not None:
         console.print(
@@ -105,10 +117,6 @@ def simulate(
     if faults.any:
         console.print(f"  faults: {faults}", highlight=False)
     console.print("Ctrl-C stops it.")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        console.print("stopped")
 
 
 def _check_webhook(url: str | None, secret: str | None) -> None:
