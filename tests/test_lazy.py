@@ -39,10 +39,15 @@ for thread in threads:
 for thread in threads:
     thread.join()
 print(heights, repr(pl), isinstance(pl.DataFrame(), pl.DataFrame))
+from ig_story_metrics.model import lazy
+lazy.load_with("ig_story_metrics.report.terminal", "ig_story_metrics.report.terminal")
+print("rich.console" in sys.modules, lazy._after)
+lazy.load()
+print("rich.console" in sys.modules, "ig_story_metrics.report.terminal" in sys.modules)
 """
 
 
-def test_polars_is_imported_on_first_use_from_any_thread() -> None:
+def test_polars_is_imported_on_first_use_from_any_thread_with_what_the_entry_point_names() -> None:
     done = subprocess.run(
         [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60, check=False
     )
@@ -50,6 +55,8 @@ def test_polars_is_imported_on_first_use_from_any_thread() -> None:
     assert done.stdout.splitlines() == [
         "False <polars, not imported yet>",
         "[2, 2, 2, 2] <polars, imported> True",
+        "False ['ig_story_metrics.report.terminal']",
+        "True True",
     ]
 
 

@@ -14,12 +14,9 @@ import sys
 import threading
 from typing import NoReturn
 
-from rich.console import Console
-from rich.markup import escape
-
 from ig_story_metrics import logs, settings
 from ig_story_metrics.cli import capture, final, report, simulate, tokens
-from ig_story_metrics.cli.common import EXIT_FAILED, app
+from ig_story_metrics.cli.common import EXIT_FAILED, app, console, escape
 from ig_story_metrics.graph import pools
 from ig_story_metrics.jobs import heap
 
@@ -43,7 +40,7 @@ def main() -> NoReturn:
         logging.getLogger("ig_story_metrics.cli").exception(
             "unexpected error", extra={"event": "crash"}
         )
-        Console(stderr=True).print(
+        console(stderr=True).print(
             f"[red]error:[/red] unexpected {escape(type(exc).__name__)}; the log has the details",
             highlight=False,
         )

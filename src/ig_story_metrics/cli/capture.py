@@ -11,18 +11,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import SecretStr
-from rich.console import Console
 
-from ig_story_metrics.cli.common import EXIT_FAILED, app, fail
+from ig_story_metrics.cli.common import EXIT_FAILED, app, console, fail
 from ig_story_metrics.clock import MAX_REPLAY_HOURS, VirtualClock, utc_now
 from ig_story_metrics.errors import ConfigError, StorageError
 from ig_story_metrics.jobs import hourly
+from ig_story_metrics.model import lazy
 from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.model.shards import Shard, parse_shard
 from ig_story_metrics.redact import register_secrets
 from ig_story_metrics.report.events import log_report
 from ig_story_metrics.report.models import RunReport
-from ig_story_metrics.report.terminal import render_run
 from ig_story_metrics.settings import (
     RunConfig,
     load_settings,
@@ -74,12 +73,20 @@ def _capture(config: Callable[[], RunConfig], job: Job = _hourly) -> RunReport:
         raise fail(str(exc)) from None
 
 
+def _rendering(as_json: bool) -> None:
+    """The run's table renderer (and rich) loads beside its Graph calls (model/lazy.py)."""
+    if not as_json:
+        lazy.load_with("ig_story_metrics.report.terminal")
+
+
 def _finish(report: RunReport, as_json: bool) -> None:
     log_report(report)
     if as_json:
         sys.stdout.write(report.to_json() + "\n")
     else:
-        render_run(report, Console())
+        from ig_story_metrics.report.terminal import render_run
+
+        render_run(report, console())
     raise typer.Exit(report.exit_code)
 
 
@@ -97,6 +104,7 @@ def run(
     Example: IG_ACCESS_TOKEN=... ig-story-metrics run NPI LT
     """
     part = _shard(shard)
+    _rendering(as_json)
     _finish(
         _capture(lambda: prepare_run(accounts or [], all_accounts=all_accounts, shard=part)),
         as_json,
@@ -133,6 +141,7 @@ def sweep(
         return sweep_job.run(c.settings, c.accounts, c.tokens, plan=plan)
 
     part = _shard(shard)
+    _rendering(as_json)
     _finish(
         _capture(lambda: prepare_run(accounts or [], all_accounts=all_accounts, shard=part), job),
         as_json,
@@ -182,7 +191,7 @@ def audit(
     if as_json:
         sys.stdout.write(report.to_json() + "\n")
     else:
-        render_audit(report, Console())
+        render_audit(report, console())
     raise typer.Exit(report.exit_code)
 
 
@@ -215,7 +224,7 @@ def demo(
     clock = VirtualClock(end - timedelta(hours=hours or 0))
     with simulator_server(seed=seed, clock=clock if hours else utc_now) as server:
         if not as_json:
-            Console().print(f"Graph API simulator on {server.url} (seed {seed})", highlight=False)
+            console().print(f"Graph API simulator on {server.url} (seed {seed})", highlight=False)
 
         def config() -> RunConfig:
             settings = load_settings().model_copy(
@@ -229,7 +238,7 @@ def demo(
             c = config()
             ticks = day.schedule(clock(), end)
             if not as_json:
-                Console().print(f"replaying {hours} h on a virtual clock ending now ...")
+                console().print(f"replaying {hours} h on a virtual clock ending now ...")
             replay, report = _replay(c, server.simulator.world, clock, ticks, end)
         except (ConfigError, StorageError) as exc:
             raise fail(str(exc)) from None
@@ -242,8 +251,8 @@ def demo(
             + "\n"
         )
     else:
-        render_audit(report, Console())
-        render_day(replay, Console())
+        render_audit(report, console())
+        render_day(replay, console())
     raise typer.Exit(EXIT_FAILED if replay.hourly.failed_runs + replay.sweep.failed_runs else 0)
 
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
-from ig_story_metrics.cli.common import app, fail
+from ig_story_metrics.cli.common import app, console, fail
 from ig_story_metrics.clock import utc_now
 from ig_story_metrics.errors import ConfigError, StorageError
 from ig_story_metrics.jobs import hourly
 from ig_story_metrics.jobs.finalize import DEFAULT_DAYS, FinalizeResult, finalize, partition_url
 from ig_story_metrics.settings import load_accounts, load_settings
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @app.command("finalize")
@@ -43,12 +45,12 @@ def finalize_command(
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")
     else:
-        _render(result, urls, Console())
+        _render(result, urls, console())
 
 
-def _render(result: FinalizeResult, urls: list[str], console: Console) -> None:
+def _render(result: FinalizeResult, urls: list[str], shown: Console) -> None:
     share = result.complete_share
-    console.print(
+    shown.print(
         f"final values of stories expired {result.first_day} .. {result.last_day}: "
         f"{result.stories} stories in {len(result.partitions)} partitions, "
         f"{len(result.written)} written; complete: "
@@ -56,4 +58,4 @@ def _render(result: FinalizeResult, urls: list[str], console: Console) -> None:
         highlight=False,
     )
     for url in urls:
-        console.print(f"  {url}", highlight=False)
+        shown.print(f"  {url}", highlight=False)

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from ig_story_metrics.cli.common import app, fail
+from ig_story_metrics.cli.common import app, console, fail
 from ig_story_metrics.clock import utc_now
 from ig_story_metrics.errors import ConfigError, StorageError
 from ig_story_metrics.jobs import hourly
@@ -56,7 +55,7 @@ def report(
         out.write_text(page, encoding="utf-8")
     except OSError as exc:
         raise fail(f"cannot write {out}: {exc.strerror or exc}") from None
-    console = Console()
-    console.print(f"report written to {out}", highlight=False)
+    shown = console()
+    shown.print(f"report written to {out}", highlight=False)
     if published:
-        console.print(f"published to {published}", highlight=False)
+        shown.print(f"published to {published}", highlight=False)

@@ -7,13 +7,14 @@ import inspect
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
-from ig_story_metrics.cli.common import app, fail
+from ig_story_metrics.cli.common import app, console, fail
 from ig_story_metrics.simulator import Faults
 
 # The rest of the simulator is imported by the command when it runs (simulator/__init__.py).
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from ig_story_metrics.simulator import SimulatorServer, World
     from ig_story_metrics.simulator.webhooks import WebhookSender
 
@@ -84,16 +85,16 @@ def simulate(
     except OSError as exc:
         raise fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     sender = _webhook_sender(server.simulator.world, webhook_url, app_secret)
-    console = Console()
-    _announce(console, server, faults, sender)
+    shown = console()
+    _announce(shown, server, faults, sender)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        console.print("stopped")
+        shown.print("stopped")
 
 
 def _announce(
-    console: Console, server: SimulatorServer, faults: Faults, sender: WebhookSender | None
+    shown: Console, server: SimulatorServer, faults: Faults, sender: WebhookSender | None
 ) -> None:
     """Where the simulator serves, its tokens and accounts, and what it is set to do."""
     from ig_story_metrics.simulator import (
@@ -103,20 +104,18 @@ def _announce(
         SEED_ACCOUNTS,
     )
 
-    console.print(f"Graph API simulator on {server.url}  (token: {DEFAULT_TOKEN})", highlight=False)
+    shown.print(f"Graph API simulator on {server.url}  (token: {DEFAULT_TOKEN})", highlight=False)
     if sender is not None:
-        console.print(
-            f"  story_insights webhook: signed deliveries to {sender.url}", highlight=False
-        )
+        shown.print(f"  story_insights webhook: signed deliveries to {sender.url}", highlight=False)
     for name, uid in SEED_ACCOUNTS.items():
-        console.print(f"  account {name}: ig_user_id {uid}", highlight=False)
-    console.print(
+        shown.print(f"  account {name}: ig_user_id {uid}", highlight=False)
+    shown.print(
         f"  Instagram Login host: {server.url}{INSTAGRAM_PREFIX}  (token: {DEFAULT_IG_TOKEN})",
         highlight=False,
     )
     if faults.any:
-        console.print(f"  faults: {faults}", highlight=False)
-    console.print("Ctrl-C stops it.")
+        shown.print(f"  faults: {faults}", highlight=False)
+    shown.print("Ctrl-C stops it.")
 
 
 def _check_webhook(url: str | None, secret: str | None) -> None:

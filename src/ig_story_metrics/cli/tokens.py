@@ -8,11 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from ig_story_metrics import settings
-from ig_story_metrics.cli.common import EXIT_FAILED, app, fail
+from ig_story_metrics.cli.common import EXIT_FAILED, app, console, escape, fail
 from ig_story_metrics.errors import ConfigError
 from ig_story_metrics.graph.errors import GraphError
 from ig_story_metrics.settings import (
@@ -65,7 +63,7 @@ def accounts_discover(
     except GraphError as exc:
         raise fail(f"Meta refused the discovery: {exc.describe()}", EXIT_FAILED) from None
     for warning in warnings:
-        Console(stderr=True).print(f"[yellow]warning[/yellow] {escape(warning)}", highlight=False)
+        console(stderr=True).print(f"[yellow]warning[/yellow] {escape(warning)}", highlight=False)
     if out is None:
         sys.stdout.write(text)
         return
@@ -74,7 +72,7 @@ def accounts_discover(
             file.write(text)
     except OSError as exc:
         raise fail(f"cannot write {out}: {exc.strerror or exc}") from None
-    Console(stderr=True).print(f"wrote {escape(str(out))}", highlight=False)
+    console(stderr=True).print(f"wrote {escape(str(out))}", highlight=False)
 
 
 @tokens_app.command("check")
@@ -99,7 +97,7 @@ def tokens_check(
     if as_json:
         sys.stdout.write(report.to_json() + "\n")
     else:
-        render_tokens(report, Console())
+        render_tokens(report, console())
     raise typer.Exit(report.exit_code)
 
 
@@ -128,6 +126,6 @@ def tokens_refresh(
         raise fail(str(exc)) from None
     except (RenewError, GraphError) as exc:
         raise fail(str(exc), EXIT_FAILED) from None
-    Console(stderr=True).print(escape(done.message), highlight=False, soft_wrap=True)
+    console(stderr=True).print(escape(done.message), highlight=False, soft_wrap=True)
     if done.token is not None:
         sys.stdout.write(done.token.get_secret_value() + "\n")

@@ -19,13 +19,23 @@ from types import ModuleType
 from typing import Any
 
 _loaded: list[ModuleType] = []
+_after: list[str] = []  # modules the entry point needs once the answers are in (load_with)
 
 
 def load() -> ModuleType:
-    """The polars module, imported if it is not yet."""
+    """The polars module, imported if it is not yet, then the modules named by `load_with`."""
     if not _loaded:
         _loaded.append(importlib.import_module("polars"))
+    for name in _after:
+        importlib.import_module(name)  # at once if already imported
     return _loaded[0]
+
+
+def load_with(*modules: str) -> None:
+    """Have `load()` import these modules too: the entry point names what it needs once the
+    answers are in (the CLI: the renderer of its table, with rich), so that they load beside
+    the network wait rather than after the run."""
+    _after.extend(m for m in modules if m not in _after)
 
 
 class _Polars:
