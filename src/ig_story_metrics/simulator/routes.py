@@ -7,8 +7,11 @@ their answers through `GraphSimulator.override(name, fn)`.
 from __future__ import annotations
 
 import base64
+import functools
 import json
+from collections.abc import Mapping
 from functools import partial
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -274,7 +277,7 @@ def _operation(
         status, headers, body = graph_error(400, "(#100) Missing relative_url", 100)
     else:
         url = urlsplit("/" + op["relative_url"].lstrip("/"))
-        query = dict(parse_qsl(url.query, keep_blank_values=True))
+        query = _query(url.query)
         token = query.get("access_token") or outer.token()
         # the outer request's host: a listing's media links point to the CDN on it
         host = {"host": outer.headers["host"]} if "host" in outer.headers else {}
@@ -293,6 +296,13 @@ def _operation(
             *({"name": k, "value": v} for k, v in headers.items()),
         ]
     return answer
+
+
+@functools.lru_cache(maxsize=1024)
+def _query(text: str) -> Mapping[str, str]:
+    """An operation's query string, parsed once per distinct text (read-only): a fleet's tens of
+    thousands of insights operations share a handful (the story is in the path, not the query)."""
+    return MappingProxyType(dict(parse_qsl(text, keep_blank_values=True)))
 
 
 def _cursor(offset: int) -> str:
