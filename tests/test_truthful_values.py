@@ -11,6 +11,7 @@ import httpx
 import polars as pl
 
 from ig_story_metrics.model.metrics import NAVIGATION_PARTS, PROFILE_ACTIVITY_PARTS
+from ig_story_metrics.model.numbers import as_count
 from ig_story_metrics.simulator import Answer, Faults, Request, Response, SimulatorServer
 
 from .conftest import (
@@ -319,3 +320,13 @@ def test_unknown_extra_metric_is_refused_at_start(tmp_path: Path) -> None:
     assert "impressions" in result.stderr
     assert "Traceback" not in result.stderr
     assert json.dumps(result.stderr).count("\\n") <= 2
+
+
+def test_a_count_is_a_whole_number_from_zero_to_the_int64_limit_and_nothing_else() -> None:
+    """as_count: what a metric column may hold. A bool (an int to Python), a string of digits, a
+    fraction, a negative number and anything past 64 bits are not counts."""
+    counts = {0: 0, 7: 7, 2**63 - 1: 2**63 - 1, 12.0: 12}
+    for value, expected in counts.items():
+        assert as_count(value) == expected, value
+    for value in (True, False, -1, 2**63, 2**70, 1.5, float("nan"), float("inf"), "12", None, [1]):
+        assert as_count(value) is None, value

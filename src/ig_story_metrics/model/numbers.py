@@ -49,5 +49,7 @@ def as_count(value: object) -> int | None:
     A string ("123"), a fraction (1.5), a negative number or one beyond 64 bits (2**70) is not a
     count we can store truthfully: None, and the caller says the metric was not read.
     """
+    if type(value) is int:  # the common case, read at once (a bool's type is bool, not int)
+        return value if 0 <= value <= INT64_MAX else None
     number = as_int(value)
     return number if number is not None and number >= 0 else None
