@@ -31,7 +31,7 @@ def main() -> NoReturn:
     """
     logs.configure(stream=sys.stderr, setting=settings.log_format())
     heap.settle()  # the collector set for a run (jobs/heap.py)
-    pools.prepare_tls_context()  # beside the command's start, for its Graph clients
+    pools.prepare_tls_context()  # started already by the console script (__main__.py)
     try:
         app()  # typer ends every command, even a successful one, with SystemExit
     except SystemExit as done:
