@@ -4,6 +4,7 @@ read, not asserted), and judges a repeated run on its median."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -45,3 +46,5 @@ def test_the_benchmark_runs_a_tiny_fleet_twice_with_its_baseline(
     assert "ours over 2 runs: wall" in out
     assert "baseline" in out
     assert "lower bound: 1 HTTP requests" in out
+    assert re.search(r"machine: a Python loop of 3,000,000 additions takes \d\.\d{3} s", out)
+    assert re.search(r"machine: the same loop takes \d\.\d{3} s at the end", out)
