@@ -31,8 +31,9 @@ _tls_lock = threading.Lock()
 
 def prepare_tls_context() -> None:
     """Start building the TLS context of every client in a worker thread. Loading the CA bundle
-    takes 30 to 40 ms, during which OpenSSL releases the interpreter: started before the first
-    client is made (the CLI starts it with every command), it costs that client nothing."""
+    takes 30 to 40 ms, during which OpenSSL releases the interpreter: started well before the
+    first client is made (the console script starts it before it imports the CLI, __main__.py),
+    it costs that client nothing."""
     _tls_future(inline=False)
 
 
