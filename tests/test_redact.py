@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ig_story_metrics.redact import MASK, Masker
+from ig_story_metrics.redact import MASK, SECRET_PARAMS, Masker, _folded, redact
 
 SECRET = "EAAJsonSecret0123456789abcdef"
 
@@ -87,3 +89,33 @@ def test_short_values_are_not_secrets() -> None:
     masker = Masker()
     masker.register(["abc"])
     assert masker.scrub("abc abc") == "abc abc"
+
+
+def test_a_letter_the_patterns_take_in_any_case_is_never_passed_over() -> None:
+    """redact() runs its patterns only on a text holding one of their words, case-folded: every
+    character that the case-insensitive patterns take for a letter of those words folds to that
+    letter (the whole of Unicode, the dotless and dotted i included), so no match is skipped."""
+    words = "".join(SECRET_PARAMS) + "bearer" + "oauth"
+    letters = sorted(set(words))
+    any_letter = re.compile("(?i)[" + re.escape("".join(letters)) + "]")
+    taken = [c for c in map(chr, range(sys.maxunicode + 1)) if any_letter.fullmatch(c)]
+    assert len(taken) > len(letters)  # other cases, Kelvin sign, long s, dotless i...
+    for c in taken:
+        for letter in letters:
+            if re.fullmatch("(?i)" + re.escape(letter), c):
+                assert _folded(c) == letter, (hex(ord(c)), letter)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "?\u0131nput_token=SECRETVALUE1",
+        "\u0130NPUT_TOKEN=SECRETVALUE1",
+        "acce\u017fs_token=SECRETVALUE1",
+        "Authorization: BEARER SECRETVALUE1",
+        "header OAuth SECRETVALUE1",
+    ],
+)
+def test_parameters_in_odd_cases_are_masked(text: str) -> None:
+    assert "SECRETVALUE1" not in redact(text)
+    assert MASK in redact(text)

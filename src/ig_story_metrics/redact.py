@@ -44,8 +44,24 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 
 
 def redact(text: str) -> str:
-    """Mask secret query parameters and bearer credentials in any text."""
-    return _BEARER.sub(r"\1" + MASK, _PARAM.sub(_param_mask, text))
+    """Mask secret query parameters and bearer credentials in any text.
+
+    Each pattern runs only on a text that holds one of its words in some case: a search for a
+    few words is a hundred times faster than the patterns, which try every position of a long
+    text (a fleet's JSON report is megabytes). The text is case-folded as the patterns compare
+    (`_folded`), so no text they would match is passed over."""
+    folded = _folded(text)
+    if any(name in folded for name in SECRET_PARAMS):
+        text = _PARAM.sub(_param_mask, text)
+    if "bearer" in folded or "oauth" in folded:
+        text = _BEARER.sub(r"\1" + MASK, text)
+    return text
+
+
+def _folded(text: str) -> str:
+    """`text` case-folded, with the two letters that case-insensitive patterns take for "i"
+    but `casefold` does not (U+0131 dotless i, U+0130 dotted capital I) folded to "i" as well."""
+    return text.casefold().replace("\u0131", "i").replace("i\u0307", "i")
 
 
 def _param_mask(match: re.Match[str]) -> str:
