@@ -17,6 +17,7 @@ from ig_story_metrics.model.snapshot import SNAPSHOTS, STATUSES, snapshot_row
 from ig_story_metrics.model.story import Story, parse_timestamp
 from ig_story_metrics.storage import Lake
 from ig_story_metrics.storage.local import LocalBackend
+from ig_story_metrics.storage.merge import unite
 
 # Meta's documented navigation sample (graph-api.md 2.3).
 NAVIGATION = {
@@ -199,6 +200,32 @@ def test_a_frame_already_in_the_schema_is_not_cast_again() -> None:
     conformed = SNAPSHOTS.conform(reordered)
     assert conformed is not reordered
     assert conformed.schema == SNAPSHOTS.polars_schema
+
+
+def test_a_stored_file_in_the_schema_is_united_as_it_is_and_any_other_is_converted() -> None:
+    """has_schema: the table's columns, in order, each of its exact type (a time zone, a time
+    unit, an integer width all count). `unite` returns a stored frame in the schema as it is (a
+    merge per append); a narrower integer, another order or an unknown column still go through
+    the conversion, which keeps every value and every column."""
+    exact = SNAPSHOTS.frame([{"story_id": "1", "views": 5, "run_id": "r"}])
+    assert SNAPSHOTS.has_schema(exact)
+    assert unite(SNAPSHOTS, exact, "here") is exact
+    for changed in (
+        exact.with_columns(pl.col("views").cast(pl.Int32)),
+        exact.with_columns(pl.col("fetched_at").dt.cast_time_unit("ns")),
+        exact.with_columns(pl.col("fetched_at").dt.replace_time_zone(None)),
+        exact.select(reversed(SNAPSHOTS.column_names)),
+        exact.with_columns(pl.lit("x").alias("future_column")),
+        exact.drop("caption"),
+    ):
+        assert not SNAPSHOTS.has_schema(changed)
+    narrow = exact.with_columns(pl.col("views").cast(pl.Int32)).with_columns(
+        pl.lit("x").alias("future_column")
+    )
+    united = unite(SNAPSHOTS, narrow, "here")
+    assert united.columns == [*SNAPSHOTS.column_names, "future_column"]
+    assert united.get_column("views").to_list() == [5]
+    assert united.get_column("views").dtype == pl.Int64
 
 
 def test_timestamps_parse_to_utc() -> None:

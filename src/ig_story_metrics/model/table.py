@@ -91,6 +91,14 @@ class Table:
             object.__setattr__(self, "_schema", schema)
         return schema
 
+    def has_schema(self, frame: pl.DataFrame) -> bool:
+        """Whether `frame` has exactly this table's columns, in order, with their types: the
+        common case (a frame `frame()` made, a file this version wrote), checked on the lists
+        Polars gives, without building a schema of each (a fifth of the CPU, once per append)."""
+        return frame.columns == list(self._names) and frame.dtypes == list(
+            self.polars_schema.values()
+        )
+
     def json_schema(self) -> dict[str, Any]:
         """The JSON Schema (draft 2020-12) of one row."""
         properties: dict[str, Any] = {}
@@ -143,7 +151,7 @@ class Table:
         """A frame cast to this table's schema, in its column order (new nullable columns added).
         A frame that has the schema already (`frame()` made it) is returned as it is."""
         schema = self.polars_schema
-        if frame.schema == schema:
+        if self.has_schema(frame):
             return frame
         missing = [
             pl.lit(None, dtype=schema[name]).alias(name)

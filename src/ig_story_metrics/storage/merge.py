@@ -28,7 +28,10 @@ else:
 
 def unite(table: Table, stored: pl.DataFrame, where: str) -> pl.DataFrame:
     """`stored` with every declared column (nulls where it had none) in declared order, cast to
-    its declared type where that changes no value, then the unknown columns as they were."""
+    its declared type where that changes no value, then the unknown columns as they were. A
+    file this version wrote has the table's schema exactly: it is returned as it is."""
+    if table.has_schema(stored):
+        return stored
     declared = table.polars_schema
     present = set(stored.columns)
     columns = [
