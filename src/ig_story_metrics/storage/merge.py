@@ -52,7 +52,9 @@ def merge(table: Table, stored: pl.DataFrame, new: pl.DataFrame, where: str) -> 
     ours = new.with_columns(pl.lit(None, dtype=old.schema[name]).alias(name) for name in extra)
     run_ids = new.get_column("run_id").drop_nulls().unique().to_list()
     rerun = pl.col("run_id").is_in(run_ids).fill_null(False)
-    return pl.concat([old.filter(~rerun), ours.select(old.columns)], how="vertical")
+    if ours.columns != old.columns:  # in the stored order (a select names every column)
+        ours = ours.select(old.columns)
+    return pl.concat([old.filter(~rerun), ours], how="vertical")
 
 
 def _as_declared(column: pl.Series, declared: pl.DataType, table: Table, where: str) -> pl.Series:
