@@ -46,10 +46,10 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 def redact(text: str) -> str:
     """Mask secret query parameters and bearer credentials in any text.
 
-    Each pattern runs only on a text that holds one of its words in some case: a search for a
-    few words is a hundred times faster than the patterns, which try every position of a long
-    text (a fleet's JSON report is megabytes). The text is case-folded as the patterns compare
-    (`_folded`), so no text they would match is passed over."""
+    Each pattern runs only on a text that holds one of its words in some case: the patterns try
+    every position of a long text (a fleet's JSON report is most of a megabyte: 0.12 s), a search
+    for a few words does not (2 ms). The text is case-folded as the patterns compare (`_folded`),
+    so no text they would match is passed over."""
     folded = _folded(text)
     if any(name in folded for name in SECRET_PARAMS):
         text = _PARAM.sub(_param_mask, text)
