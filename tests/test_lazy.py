@@ -1,8 +1,8 @@
 """What a run prepares beside other work. Polars is imported when first used (model/lazy.py): not
 by importing the modules of the run, and once, whichever thread touches it first (the hourly run
 loads it in a worker thread once its first request is sent; the main thread may need it before
-that is done). The TLS context of the Graph clients is built in a worker thread that the CLI
-starts with every command (graph/pools.py)."""
+that is done). The TLS context of the Graph clients is built in a worker thread that the console
+script starts before it imports the CLI (__main__.py, graph/pools.py)."""
 
 from __future__ import annotations
 

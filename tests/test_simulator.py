@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import subprocess
+import sys
 from datetime import timedelta
 from typing import Any
 
@@ -312,3 +314,12 @@ def test_the_package_gives_each_public_name_from_its_module_when_first_read() ->
         assert owners or name == "simulator_server", name
     with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
         package.Nothing  # noqa: B018
+    probe = (
+        "import sys, ig_story_metrics.simulator as s\n"
+        "print('ig_story_metrics.simulator.api' in sys.modules, s.Faults.__name__)\n"
+        "print(s.GraphSimulator.__name__, 'ig_story_metrics.simulator.api' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.splitlines() == ["False Faults", "GraphSimulator True"], done.stderr
