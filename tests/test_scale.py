@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -18,6 +22,9 @@ from ig_story_metrics.simulator import SEED_ACCOUNTS, Faults, GraphSimulator, Si
 from ig_story_metrics.simulator.api import Stats
 from ig_story_metrics.simulator.server import answer
 from ig_story_metrics.simulator.world import fleet_accounts
+from ig_story_metrics.storage import Lake
+from ig_story_metrics.storage.gcs import GcsBackend
+from ig_story_metrics.storage.local import MAX_WRITERS, LocalBackend
 
 from .conftest import FAST, NOW, SECRET_TOKEN, frozen
 
@@ -49,7 +56,11 @@ def test_latency_delays_every_answer() -> None:
 
 
 def _fleet_run(
-    tmp_path: Path, accounts: int, stories: int, faults: Faults | None = None
+    tmp_path: Path,
+    accounts: int,
+    stories: int,
+    faults: Faults | None = None,
+    lake: Lake | None = None,
 ) -> tuple[RunReport, Stats]:
     """One hourly run over a fleet sharing one token (media archive off: the CDN is not what
     these tests are about): its report and what the simulator served."""
@@ -68,7 +79,7 @@ def _fleet_run(
         settings = load_settings(env)
         fleet = [Account(name, uid) for name, uid in fleet_accounts(accounts).items()]
         tokens = resolve_tokens(settings, fleet, env={})
-        report = hourly.run(settings, fleet, tokens, clock=frozen(), policy=FAST)
+        report = hourly.run(settings, fleet, tokens, lake=lake, clock=frozen(), policy=FAST)
     return report, simulator.stats
 
 
@@ -157,3 +168,44 @@ def test_the_connection_pools_are_made_as_the_requests_need_them() -> None:
     assert alone == 1
     assert side_by_side == 10
     assert closed
+
+
+class _WatchedFolder(LocalBackend):
+    """A local folder that notes which threads write Parquet files and how many at once."""
+
+    def __init__(self, root: Path, writers: int) -> None:
+        super().__init__(root, writers=writers)
+        self.lock = threading.Lock()
+        self.now = self.most = 0
+        self.threads: set[str] = set()
+
+    def write(self, key: str, data: Any, **more: Any) -> None:
+        if not key.endswith(".parquet"):
+            return super().write(key, data, **more)
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+            self.threads.add(threading.current_thread().name)
+        try:
+            time.sleep(0.02)  # long enough for the other accounts' writes to arrive meanwhile
+            super().write(key, data, **more)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+def test_a_run_stores_through_as_many_threads_as_the_lake_writes_at_once(tmp_path: Path) -> None:
+    """The run's rows are stored by its own threads, `Backend.writers` of them: a local folder
+    one per CPU (more only switched the interpreter between them: 180,000 context switches at
+    1,000 accounts with asyncio's 6 threads, 110,000 with 2), a bucket as many as asyncio gives,
+    since its writes wait on the network. Every account is stored all the same."""
+    folder = _WatchedFolder(tmp_path / "lake", writers=2)
+    report, _ = _fleet_run(tmp_path, 12, 2, lake=Lake(folder))
+    assert report.exit_code == 0
+    assert sum(a.stored_rows for a in report.accounts) == 24
+    assert folder.most == 2
+    assert len(folder.threads) == 2
+    assert all(name.startswith("lake-write") for name in folder.threads)
+    cpus = os.cpu_count() or 1
+    assert LocalBackend(tmp_path).writers == max(1, min(MAX_WRITERS, cpus))
+    assert GcsBackend("bucket").writers == min(32, cpus + 4)

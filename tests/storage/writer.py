@@ -68,6 +68,7 @@ class CountingBackend:
         self.keys = inner.keys
         self.locked = inner.locked
         self.close = inner.close
+        self.writers = inner.writers
 
     def write(self, key: str, data: bytes, *, if_generation: int, **more: Any) -> None:
         try:

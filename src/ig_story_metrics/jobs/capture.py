@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,7 @@ from ig_story_metrics.model.snapshot import SNAPSHOTS, Capture, snapshot_row
 from ig_story_metrics.model.story import Story, oldest_first
 from ig_story_metrics.redact import scrub
 from ig_story_metrics.report.models import AccountReport, StoryProblem
-from ig_story_metrics.storage import Lake
+from ig_story_metrics.storage import Lake, WriteResult
 
 if TYPE_CHECKING:
     import polars as pl
@@ -71,6 +72,7 @@ class RunContext:
     capture: Capture = "hourly"
     archive: Archiver | None = None  # the media archive (hourly runs with IG_ARCHIVE_MEDIA on)
     finals: AfterStore | None = None  # the final values, once an account's rows are stored
+    writes: Executor | None = None  # the threads that store rows (None: asyncio's default)
 
 
 async def capture_account(
@@ -255,15 +257,14 @@ async def _store(
     rows: list[dict[str, object]],
     report: AccountReport,
 ) -> None:
-    try:
-        written = await asyncio.to_thread(
-            lake.append,
-            SNAPSHOTS,
-            account.name,
-            ctx.fetched_at.date(),
-            SNAPSHOTS.frame(rows),
-            deadline=ctx.write_deadline,
+    def append() -> WriteResult:  # the frame too is built in the writer's thread
+        frame = SNAPSHOTS.frame(rows)
+        return lake.append(
+            SNAPSHOTS, account.name, ctx.fetched_at.date(), frame, deadline=ctx.write_deadline
         )
+
+    try:
+        written = await asyncio.get_running_loop().run_in_executor(ctx.writes, append)
     except StorageError as exc:
         fail(report, f"storage: {exc} ({len(rows)} rows not stored)")
         report.not_stored = [str(row["story_id"]) for row in rows]

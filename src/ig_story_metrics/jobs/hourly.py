@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -69,11 +70,10 @@ async def capture_async(
     sources: Mapping[str, StorySource] | None = None,
     finals: bool = False,
 ) -> RunReport:
-    """One run over `accounts`; every failure is in the report (`StorageError` only for an
-    unusable STORAGE_URL). The sweep passes `select`, `capture="sweep"` and `sources` (its plan);
-    no token: the account fails without a call to Meta. `finals`: `finalize.Finals` as well."""
-    started = time.monotonic()
-    fetched_at = clock().astimezone(UTC)
+    """One run over `accounts`; every failure is in the report (`StorageError` only for a bad
+    STORAGE_URL; no token: the account fails without a call to Meta). The sweep passes `select`,
+    `capture="sweep"` and `sources` (its plan). `finals`: `finalize.Finals` as well."""
+    started, fetched_at = time.monotonic(), clock().astimezone(UTC)
     budget = Deadline(settings.run_budget_seconds)
     ctx = _context(settings, run_id or new_run_id(fetched_at), fetched_at, budget, capture)
     planned = sources or {}
@@ -103,6 +103,7 @@ async def capture_async(
                 deadline=budget.share(GRAPH_SHARE),
             ) as clients,
             _loading_polars(clients.values()),
+            _writing(opened, ctx) as ctx,
             _archiving(settings, ctx, opened, transport) as ctx,
             _finalizing(finals, opened, ctx, clock) as ctx,
         ):
@@ -154,6 +155,14 @@ async def _load_once_sent(clients: Collection[GraphClient]) -> None:
         for waiting in sent:
             waiting.cancel()
     await asyncio.to_thread(lazy.load)
+
+
+@contextlib.asynccontextmanager
+async def _writing(lake: Lake, ctx: RunContext) -> AsyncIterator[RunContext]:
+    """The run's context with its own threads to store rows, as many as the lake writes at once
+    (`Backend.writers`), not asyncio's default of the CPUs + 4 for every backend."""
+    with ThreadPoolExecutor(lake.backend.writers, thread_name_prefix="lake-write") as writes:
+        yield replace(ctx, writes=writes)
 
 
 @contextlib.asynccontextmanager

@@ -23,7 +23,13 @@ class ConflictError(StorageError):
 
 
 class Backend(Protocol):
-    """A place for objects with generations: a local folder or a GCS bucket."""
+    """A place for objects with generations: a local folder or a GCS bucket.
+
+    `writers`: how many partitions a run writes at once (`jobs/hourly.py`'s write pool): as many
+    as the CPUs for a folder, whose writes are CPU and syscalls; more for a bucket, whose writes
+    wait on the network."""
+
+    writers: int
 
     def url(self, key: str) -> str:
         """Where `key` lives, for messages and reports."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import weakref
 from typing import Any, BinaryIO
@@ -52,6 +53,8 @@ class GcsBackend:
         self.request_timeout = request_timeout
         self.emulator_host = emulator_host
         self.project = project
+        # a write waits on the network: as many at once as asyncio gives threads by default
+        self.writers = min(32, (os.cpu_count() or 1) + 4)
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._finalizer: weakref.finalize[Any, GcsBackend] | None = None

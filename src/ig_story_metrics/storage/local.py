@@ -24,14 +24,22 @@ from ig_story_metrics.clock import Deadline
 from ig_story_metrics.storage import locks
 from ig_story_metrics.storage.backend import ConflictError, StorageError
 
+MAX_WRITERS = 4
 HIDDEN = re.compile(r"^\.(?P<name>.+?)\.(?:lock|[^.]+\.tmp)$")
 
 
 class LocalBackend:
-    """A local folder. Generation = the file's inode and mtime; writes are temp file + rename."""
+    """A local folder. Generation = the file's inode and mtime; writes are temp file + rename.
 
-    def __init__(self, root: Path) -> None:
+    `writers`: one per CPU (at most `MAX_WRITERS`). A write here waits on nothing but the CPU
+    and the disk: more threads than CPUs only add switches, each handing the interpreter over
+    (a run of 1,000 accounts x 20 stories on 2 CPUs: 6 writer threads made 180,000 context
+    switches, 2 made 110,000; 8 interleaved pairs of runs took 16.7-21.9 s of CPU with 6, median
+    17.6 s, and 15.5-19.1 s with 2, median 15.9 s)."""
+
+    def __init__(self, root: Path, *, writers: int | None = None) -> None:
         self.root = root
+        self.writers = writers or max(1, min(MAX_WRITERS, os.cpu_count() or 1))
 
     def url(self, key: str) -> str:
         return str(self.root / key)
