@@ -11,7 +11,7 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ig_story_metrics.graph.payload import parse_insights
+from ig_story_metrics.graph.payload import _value, parse_insights
 from ig_story_metrics.model.metrics import METRIC_COLUMNS
 from ig_story_metrics.model.snapshot import SNAPSHOTS, STATUSES, snapshot_row
 from ig_story_metrics.model.story import Story, parse_timestamp
@@ -186,6 +186,82 @@ def test_json_schema_is_derived_from_the_columns() -> None:
     assert schema["properties"]["insights_status"]["enum"] == list(STATUSES)
     assert list(SNAPSHOTS.polars_schema.names()) == list(SNAPSHOTS.column_names)
     json.dumps(schema)  # serialisable as written beside the Parquet files
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**65), max_value=2**65),
+    st.sampled_from([0, 1, 2**63 - 1, 2**63, -1, 1.0, 1.5, "7", "", float("nan")]),
+    st.text(max_size=3),
+)
+_SLOTS = st.one_of(st.fixed_dictionaries({}, optional={"value": _VALUES}), _VALUES)
+
+
+@given(
+    values=st.one_of(
+        st.builds(lambda v: [{"value": v}], _VALUES), _VALUES, st.lists(_SLOTS, max_size=2)
+    ),
+    total=st.one_of(_VALUES, st.fixed_dictionaries({}, optional={"value": _VALUES})),
+    keys=st.sets(st.sampled_from(["values", "total_value"])),
+)
+def test_a_plain_metric_reads_the_same_on_its_quick_path(
+    values: object, total: object, keys: set[str]
+) -> None:
+    """`parse_insights` reads a plain metric's usual shape at once; whatever the item holds, the
+    value is the one the full reading (`_value`) gives, the quick path taken or not."""
+    item: dict[str, object] = {"name": "reach"}
+    if "values" in keys:
+        item["values"] = values
+    if "total_value" in keys:
+        item["total_value"] = total
+    read = parse_insights({"data": [item]})
+    assert read == {"reach": _value(item)}
+
+
+def test_what_a_row_cannot_store_is_named_per_column() -> None:
+    """`Table.unstorable`: every value of a stored row is checked against its column, the common
+    ones (ASCII text, a count, an aware datetime) by their type at once, the rest in full: text
+    with a lone surrogate, an integer past 64 bits, a bool or a float where a count goes, a naive
+    datetime, a value outside a column's enum, a required column left empty."""
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    story = Story("1", now - timedelta(hours=2), "IMAGE", "STORY", caption="Café ☕ " + "x" * 40)
+    row = snapshot_row(
+        account="NPI",
+        ig_user_id="17841400000000001",
+        story=story,
+        fetched_at=now,
+        run_id="r1",
+        api_version="v25.0",
+        metrics={"views": 2**63 - 1, "reach": 0, "replies": -(2**63)},
+        status="ok",
+    )
+    assert SNAPSHOTS.unstorable(row) == {}
+    bad = {
+        **row,
+        "caption": "lone \ud800 surrogate",
+        "views": 2**63,
+        "reach": True,
+        "replies": 1.0,
+        "fetched_at": now.replace(tzinfo=None),
+        "story_age_hours": "2",
+        "insights_status": "fine",
+        "capture": 3,
+        "account": None,
+        "permalink": b"https://example.com",
+    }
+    assert SNAPSHOTS.unstorable(bad) == {
+        "caption": "not valid Unicode (surrogates not allowed at character 5)",
+        "views": "outside the 64-bit integer range",
+        "reach": "not an integer but bool",
+        "replies": "not an integer but float",
+        "fetched_at": "not a datetime with a time zone",
+        "story_age_hours": "not a number but str",
+        "insights_status": "not one of " + ", ".join(STATUSES),
+        "capture": "not text but int",
+        "account": "missing",
+        "permalink": "not text but bytes",
+    }
 
 
 def test_a_frame_already_in_the_schema_is_not_cast_again() -> None:

@@ -15,6 +15,7 @@ Null stays null: a metric that was refused, failed or came back empty is never a
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,8 +55,12 @@ class _Read:
         elif result.error is not None:
             self.failed.append(result)
         elif result.payload is not None:
-            self.requested.extend(c for m in result.call.metrics for c in columns_of(m))
-            for column, value in parse_insights(result.payload).items():
+            self.requested.extend(_columns(result.call.metrics))
+            found = parse_insights(result.payload)
+            if not self.metrics:  # the first answer of the story: its values as they are
+                self.metrics = found
+                return
+            for column, value in found.items():
                 if value is not None or column not in self.metrics:
                     self.metrics[column] = value
 
@@ -86,6 +91,12 @@ class _Read:
                 "not read (left out of Meta's answer, empty, or not a count): " + ", ".join(unread)
             )
         return list(dict.fromkeys(notes))
+
+
+@functools.lru_cache(maxsize=64)
+def _columns(metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns a call for `metrics` fills (the same few calls for every story)."""
+    return tuple(c for m in metrics for c in columns_of(m))
 
 
 def story_outcome(

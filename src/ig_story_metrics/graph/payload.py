@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ig_story_metrics.model.metrics import BREAKDOWNS, EXTRA_METRICS, PLAIN_METRICS
-from ig_story_metrics.model.numbers import as_count
+from ig_story_metrics.model.numbers import INT64_MAX, as_count
 
 _MISSING = object()
 
@@ -43,6 +43,17 @@ def _total_field(item: Mapping[str, Any]) -> object:
 def _value(item: Mapping[str, Any]) -> int | None:
     raw = _total_field(item)
     return None if raw is _MISSING else as_count(raw)
+
+
+def _plain(item: Mapping[str, Any]) -> int | None:
+    """`_value` of a plain metric, its common shape (`values: [{"value": <count>}]`) read at once:
+    a readable first value is what `_total_field` gives then."""
+    values = item.get("values")
+    if type(values) is list and values and type(values[0]) is dict:
+        first = values[0].get("value")
+        if type(first) is int and 0 <= first <= INT64_MAX:
+            return first
+    return _value(item)
 
 
 def _dimension_index(breakdown: Mapping[str, Any], dimension: str) -> int | None:
@@ -107,7 +118,7 @@ def parse_insights(payload: object) -> dict[str, int | None]:
             continue
         name = item["name"]
         if name in PLAIN_METRICS or name in EXTRA_METRICS:
-            out[name] = _value(item)
+            out[name] = _plain(item)
         elif name in BREAKDOWNS:
             out.update(_breakdown_metric(item, name))
     return out

@@ -125,7 +125,9 @@ class Table:
         }
 
     def unstorable(self, row: Mapping[str, object]) -> dict[str, str]:
-        """Column -> why its value in `row` cannot be stored; empty when the whole row can be."""
+        """Column -> why its value in `row` cannot be stored; empty when the whole row can be.
+        A value of its column's own type is checked at once (a count in range, ASCII text, an
+        aware datetime: 20,000 rows of 40 columns in a fleet's run), any other in full."""
         problems: dict[str, str] = {}
         for col in self.columns:
             value = row.get(col.name)
@@ -133,9 +135,16 @@ class Table:
                 if not col.nullable:
                     problems[col.name] = "missing"
                 continue
-            fits = col.kind == "int" and type(value) is int and INT64[0] <= value <= INT64[1]
-            if fits and not col.enum:
-                continue  # the common case (counts), without the general checks
+            kind = type(value)
+            if kind is _FAST[col.kind] and (not col.enum or value in col.enum):
+                if kind is int:
+                    if INT64[0] <= value <= INT64[1]:  # type: ignore[operator]
+                        continue
+                elif kind is str:
+                    if value.isascii():  # type: ignore[attr-defined]
+                        continue  # no lone surrogate in it
+                elif kind is not datetime or value.tzinfo is not None:  # type: ignore[attr-defined]
+                    continue
             problem = _value_problem(col.kind, value)
             if problem is None and col.enum and value not in col.enum:
                 problem = f"not one of {', '.join(col.enum)}"
@@ -164,6 +173,14 @@ class Table:
 
 
 INT64 = (-(2**63), 2**63 - 1)
+# the exact type of a value each kind takes as it is (a bool is an int, but not of type int)
+_FAST: dict[Kind, type] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "datetime": datetime,
+    "bool": bool,
+}
 
 
 def _value_problem(kind: Kind, value: object) -> str | None:
