@@ -214,6 +214,41 @@ def test_the_client_is_created_lazily_and_once_per_storage(
         assert len(made) == 1
 
 
+def test_the_environment_is_read_once_when_the_client_is_made(
+    bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`requests` read the proxy variables (and the CA bundle's) before every request, a third of
+    the client's CPU: they are read once, when the client is made, for the bucket's endpoint,
+    and no request reads them again. The proxy a variable names still applies, NO_PROXY too."""
+    import requests.sessions  # noqa: PLC0415
+
+    reads: list[str] = []
+    real = requests.sessions.get_environ_proxies
+
+    def counting(url: str, no_proxy: str | None = None) -> dict[str, str]:
+        reads.append(url)
+        return real(url, no_proxy=no_proxy)
+
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", counting)
+    with open_test_lake(f"gs://{bucket}") as lake:
+        for run in ("run-a", "run-b"):
+            lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame(run))
+        lake.read(SNAPSHOTS, ACCOUNT, DAY)
+    assert len(reads) == 1  # when the client was made: 2 runs' reads and writes, and a read
+
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/our-ca.pem")
+    session = storage_module._make_client("https://storage.example.test", None)._http
+    assert session.trust_env is False
+    assert session.proxies["https"] == "http://proxy.example:3128"
+    assert session.verify == "/etc/our-ca.pem"
+    monkeypatch.setenv("NO_PROXY", "storage.example.test")
+    session = storage_module._make_client("https://storage.example.test", None)._http
+    assert "https" not in session.proxies
+
+
 def test_the_emulator_needs_no_credentials(bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """With STORAGE_EMULATOR_HOST set, bogus ADC settings are ignored (anonymous client)."""
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/credentials.json")

@@ -269,7 +269,21 @@ def _make_client(emulator_host: str | None, project: str | None) -> Any:
     # would need storage.buckets.get, and they outlive close() with open sockets. Turn them off.
     if getattr(client, "_bucket_metadata_cache", None) is not None:
         client._bucket_metadata_cache = None
+    _read_environment_once(client._http, client._connection.API_BASE_URL)
     return client
+
+
+def _read_environment_once(session: Any, endpoint: str) -> None:
+    """Resolve, once, what `requests` reads from the environment before every request: the
+    proxy for the endpoint (HTTPS_PROXY, ALL_PROXY, ..., NO_PROXY honoured) and the CA bundle
+    (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE). Then stop reading it: every request scanned every
+    variable of the process (a third of the client's CPU with 80 of them, by yappi; a run of
+    200 accounts x 20 stories into the emulator, 4 interleaved pairs: 4.9-5.9 s of CPU, against
+    5.6-6.8 s before this session). Every request goes to `endpoint`'s host.
+    ~/.netrc is no longer consulted either: its basic auth would replace the OAuth header."""
+    resolved = session.merge_environment_settings(endpoint, {}, None, None, None)
+    session.proxies, session.verify = resolved["proxies"], resolved["verify"]
+    session.trust_env = False
 
 
 def _endpoint(host: str) -> str:
