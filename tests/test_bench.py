@@ -42,9 +42,21 @@ def test_the_benchmark_runs_a_tiny_fleet_twice_with_its_baseline(
     bench = _bench()
     bench.main(["--size", "2x3", "--delay", "0", "--repeat", "2"])
     out = capsys.readouterr().out
-    assert out.count("ours stored 6 rows; exit 0") == 2
+    assert len(re.findall(r"ours stored 6 rows in /\S+/lake; exit 0", out)) == 2
     assert "ours over 2 runs: wall" in out
     assert "baseline" in out
     assert "lower bound: 1 HTTP requests" in out
     assert re.search(r"machine: a fresh interpreter imports Polars in \d\.\d{3} s of CPU", out)
     assert re.search(r"machine: the same import takes \d\.\d{3} s at the end", out)
+
+
+def test_the_benchmark_writes_to_the_gcs_emulator_when_asked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--gcs: ours stores its rows in a bucket of the GCS emulator, as a deployment does, and
+    the emulator's CPU is printed beside the table; it is stopped at the end."""
+    bench = _bench()
+    bench.main(["--size", "2x3", "--delay", "0", "--gcs", "--baseline-max", "0"])
+    out = capsys.readouterr().out
+    assert "ours stored 6 rows in gs://bench/0-lake; exit 0" in out
+    assert re.search(r"lake: the GCS emulator, \d+\.\d\d s of CPU over these runs", out)
