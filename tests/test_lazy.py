@@ -147,6 +147,37 @@ def test_the_tls_context_is_built_once_in_a_worker_thread_when_prepared() -> Non
     assert probe("inline") == "['MainThread'] True True"
 
 
+SLOW_TLS = """
+import sys, threading, time
+from pathlib import Path
+from ig_story_metrics.graph import pools
+def slow(future):
+    time.sleep(0.3)  # OpenSSL loading the CA bundle, on a busy machine
+    Path(sys.argv[1]).write_text("built")
+    future.set_result(None)
+pools._build_tls = slow
+pools.prepare_tls_context()
+threading.Thread(target=time.sleep, args=(0.01,)).start()  # so the exit is the interpreter's own
+sys.exit(0)
+"""
+
+
+def test_an_exit_while_the_tls_context_is_built_waits_for_it(tmp_path: Path) -> None:
+    """The context's thread is a daemon, and a normal exit tore the interpreter down under it
+    while OpenSSL was still loading the CA bundle: the process died of SIGSEGV (105 of 150 exits
+    right after `prepare_tls_context()`; CI caught one in `test_exit`). An exit waits for it."""
+    marker = tmp_path / "built"
+    done = subprocess.run(
+        [sys.executable, "-c", SLOW_TLS, str(marker)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert marker.read_text() == "built"
+
+
 ENTRY_PROBE = """
 import sys
 from ig_story_metrics.__main__ import main

@@ -55,8 +55,9 @@ def leave(code: object) -> NoReturn:
     a sixth of a small hourly run and paid by every command. Nothing is lost by skipping it: the
     exit hooks run first (logging's flush among them), then stdout and stderr are flushed. When a
     thread other than this one that the interpreter would wait for is still alive (none of ours
-    should be), the normal exit waits for it instead; daemon threads (the TLS context's, started
-    by every command) end with the process, as they would with a normal exit.
+    should be), the normal exit waits for it instead; daemon threads end with the process, as
+    they would with a normal exit (the TLS context's, started by every command, is waited for by
+    an exit hook while it is being built: graph/pools.py).
     """
     if code is None:
         status = 0

@@ -9,6 +9,7 @@ own gate, and only as many as it has connections are inside httpx at once.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import ssl
 import threading
@@ -23,6 +24,7 @@ import httpx
 # (the benchmark), the first round of 50 accounts goes out at once.
 MAX_CONNECTIONS = 64
 POOL_SIZE = 4  # connections per httpx pool
+TLS_EXIT_WAIT_SECONDS = 10.0  # the longest an exit waits for the TLS context being built
 
 
 _tls: list[Future[ssl.SSLContext]] = []  # the one being built, or built
@@ -50,7 +52,12 @@ def _tls_future(*, inline: bool) -> Future[ssl.SSLContext]:
             if inline:
                 _build_tls(_tls[0])
             else:
-                threading.Thread(target=_build_tls, args=(_tls[0],), daemon=True).start()
+                thread = threading.Thread(target=_build_tls, args=(_tls[0],), daemon=True)
+                thread.start()
+                # A daemon ends with the process (`cli.leave()` need not wait for it), but a
+                # normal exit must not tear the interpreter down under OpenSSL: it crashed with
+                # SIGSEGV in 105 of 150 exits right after the start. The exit hooks wait for it.
+                atexit.register(thread.join, TLS_EXIT_WAIT_SECONDS)
         return _tls[0]
 
 
