@@ -73,14 +73,14 @@ class Table:
     disposition: Disposition
     _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _schema: pl.Schema | None = field(default=None, init=False, repr=False, compare=False)
-    # per column: name, nullable, the type its values have as they are, enum, the column
-    _checks: tuple[tuple[str, bool, type, tuple[str, ...], Column], ...] = field(
+    # per column: name, nullable, the type its values have as they are, enum, kind
+    _checks: tuple[tuple[str, bool, type, tuple[str, ...], Kind], ...] = field(
         init=False, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_names", tuple(c.name for c in self.columns))
-        checks = tuple((c.name, c.nullable, _FAST[c.kind], c.enum, c) for c in self.columns)
+        checks = tuple((c.name, c.nullable, _FAST[c.kind], c.enum, c.kind) for c in self.columns)
         object.__setattr__(self, "_checks", checks)
 
     @property
@@ -135,23 +135,23 @@ class Table:
         A value of its column's own type is checked at once (a count in range, ASCII text, an
         aware datetime: 20,000 rows of 40 columns in a fleet's run), any other in full."""
         problems: dict[str, str] = {}
-        for name, nullable, fast, enum, col in self._checks:
+        for name, nullable, fast, enum, kind in self._checks:
             value = row.get(name)
             if value is None:
                 if not nullable:
                     problems[name] = "missing"
                 continue
-            kind = type(value)
-            if kind is fast and (not enum or value in enum):
-                if kind is int:
+            held = type(value)
+            if held is fast and (not enum or value in enum):
+                if held is int:
                     if INT64[0] <= value <= INT64[1]:  # type: ignore[operator]
                         continue
-                elif kind is str:
+                elif held is str:
                     if value.isascii():  # type: ignore[attr-defined]
                         continue  # no lone surrogate in it
-                elif kind is not datetime or value.tzinfo is not None:  # type: ignore[attr-defined]
+                elif held is not datetime or value.tzinfo is not None:  # type: ignore[attr-defined]
                     continue
-            problem = _value_problem(col.kind, value)
+            problem = _value_problem(kind, value)
             if problem is None and enum and value not in enum:
                 problem = f"not one of {', '.join(enum)}"
             if problem:
