@@ -305,8 +305,9 @@ def bench(
 ) -> bool:
     print(f"\n{accounts} accounts x {stories} stories, {delay * 1000:.0f} ms per request")
     sim = Simulator(accounts, stories, delay)
-    bucket = Bucket() if gcs else None
+    bucket = None
     try:
+        bucket = Bucket() if gcs else None
         with tempfile.TemporaryDirectory() as folder:
             runs = []
             for attempt in range(max(1, repeat)):
