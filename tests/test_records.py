@@ -264,6 +264,20 @@ def test_what_a_row_cannot_store_is_named_per_column() -> None:
     }
 
 
+def test_a_table_without_rows_is_an_empty_frame_of_its_schema_each_time_anew() -> None:
+    """`frame([])` (a missing file's partition, read for every account of a run) is an empty
+    frame of the table's schema; each call gets its own, so a caller that changes one in place
+    changes no other."""
+    first = SNAPSHOTS.frame([])
+    assert first.height == 0
+    assert first.schema == SNAPSHOTS.polars_schema
+    first.insert_column(0, pl.Series("added", [], dtype=pl.Int8))
+    second = SNAPSHOTS.frame(iter([]))
+    assert second is not first
+    assert second.schema == SNAPSHOTS.polars_schema
+    assert SNAPSHOTS.frame([]).columns == list(SNAPSHOTS.column_names)
+
+
 def test_a_frame_already_in_the_schema_is_not_cast_again() -> None:
     """The schema is built once and shared; `conform` returns a frame of exactly the schema as
     it is, and still casts and orders one that is not (a fleet's run conformed 1,000 frames)."""

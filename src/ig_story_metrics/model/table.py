@@ -73,6 +73,7 @@ class Table:
     disposition: Disposition
     _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _schema: pl.Schema | None = field(default=None, init=False, repr=False, compare=False)
+    _empty: pl.DataFrame | None = field(default=None, init=False, repr=False, compare=False)
     # per column: name, nullable, the type its values have as they are, enum, kind
     _checks: tuple[tuple[str, bool, type, tuple[str, ...], Kind], ...] = field(
         init=False, repr=False, compare=False
@@ -159,8 +160,18 @@ class Table:
         return problems
 
     def frame(self, rows: Iterable[Mapping[str, object]]) -> pl.DataFrame:
-        """Rows (dicts keyed by column name) as a DataFrame with exactly this table's schema."""
-        return pl.DataFrame(list(rows), schema=self.polars_schema)
+        """Rows (dicts keyed by column name) as a DataFrame with exactly this table's schema.
+        No rows: a clone of one empty frame made once (Polars takes 0.4 ms to make an empty
+        frame of 40 columns, more than one of 20 rows; a clone takes 2 us: a run of 1,000
+        accounts asked for one per account, for the missing files of the day before)."""
+        listed = list(rows)
+        if listed:
+            return pl.DataFrame(listed, schema=self.polars_schema)
+        empty = self._empty
+        if empty is None:
+            empty = pl.DataFrame(schema=self.polars_schema)
+            object.__setattr__(self, "_empty", empty)
+        return empty.clone()
 
     def conform(self, frame: pl.DataFrame) -> pl.DataFrame:
         """A frame cast to this table's schema, in its column order (new nullable columns added).
