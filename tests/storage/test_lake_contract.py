@@ -257,3 +257,29 @@ def test_a_retried_run_after_a_schema_failure_does_not_duplicate(lake: Lake) -> 
     lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
     assert stored(lake).height == ROWS
     assert json.loads(lake.backend.read(SCHEMA_KEY)[0] or b"") == SNAPSHOTS.json_schema()
+
+
+def test_a_merge_keeps_every_other_row_in_order_and_replaces_only_the_re_runs() -> None:
+    """`merge` alone, every case of one file at once: rows of other runs, a null run_id, and a
+    column this version does not know are kept in their stored order; only the rows of the run
+    being stored again go, and its new rows come last with the unknown column null."""
+    from ig_story_metrics.storage.merge import merge  # noqa: PLC0415
+
+    stored = pl.concat(
+        [
+            snapshot_frame("run-a", rows=2),
+            snapshot_frame("run-b", rows=2),
+            snapshot_frame("x", rows=1).with_columns(pl.lit(None, pl.String).alias("run_id")),
+            snapshot_frame("run-c", rows=2),
+        ]
+    ).with_columns(pl.Series("from_the_future", [1, 2, 3, 4, 5, 6, 7], dtype=pl.Int16))
+    again = snapshot_frame("run-b", rows=3)
+    merged = merge(SNAPSHOTS, stored, again, "test")
+    assert merged.get_column("run_id").to_list() == [
+        "run-a", "run-a", None, "run-c", "run-c", "run-b", "run-b", "run-b"
+    ]  # fmt: skip
+    assert merged.get_column("from_the_future").to_list() == [1, 2, 5, 6, 7, None, None, None]
+    assert merged.columns == [*SNAPSHOTS.column_names, "from_the_future"]
+    fresh = merge(SNAPSHOTS, stored, snapshot_frame("run-d", rows=1), "test")
+    assert fresh.height == stored.height + 1
+    assert fresh.get_column("from_the_future").to_list()[:-1] == list(range(1, 8))

