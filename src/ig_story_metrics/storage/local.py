@@ -35,7 +35,7 @@ class LocalBackend:
     and the disk: more threads than CPUs only add switches, each handing the interpreter over
     (a run of 1,000 accounts x 20 stories on 2 CPUs: 6 writer threads made 180,000 context
     switches, 2 made 110,000; 8 interleaved pairs of runs took 16.7-21.9 s of CPU with 6, median
-    17.6 s, and 15.5-19.1 s with 2, median 15.9 s)."""
+    18.6 s, and 15.5-19.1 s with 2, median 16.8 s)."""
 
     def __init__(self, root: Path, *, writers: int | None = None) -> None:
         self.root = root
