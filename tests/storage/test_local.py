@@ -220,3 +220,18 @@ def test_a_create_only_write_never_replaces_an_object_that_appeared_meanwhile(
         backend.write("x/once.json", b"second", if_generation=0)
     assert (tmp_path / "x/once.json").read_bytes() == b"first"
     assert [p.name for p in (tmp_path / "x").iterdir()] == ["once.json"]  # no temp file left
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 3 * 2**20 + 7])
+def test_a_file_reads_back_whole_with_the_generation_of_its_inode_and_time(
+    tmp_path: Path, size: int
+) -> None:
+    """read() gives every byte, whatever the size (an empty file is bytes, not None), and the
+    generation a write compares with; a folder at the key is a StorageError naming it."""
+    backend = LocalBackend(tmp_path)
+    data = os.urandom(size)
+    backend.write("a/b.bin", data, if_generation=0)
+    st = (tmp_path / "a/b.bin").stat()
+    assert backend.read("a/b.bin") == (data, (st.st_ino << 64) | st.st_mtime_ns)
+    with pytest.raises(StorageError, match=str(tmp_path / "a")):
+        backend.read("a")
