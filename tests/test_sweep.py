@@ -306,3 +306,44 @@ def test_terminal_shows_a_sweep_as_a_sweep(jobs: Jobs, sim: SimulatorServer) -> 
     assert "0 / " in text
     assert "(listing)" in text
     assert "wrote no files (nothing due)" in text
+
+
+def test_a_plan_after_midnight_reads_both_days_and_takes_each_storys_last_row(
+    tmp_path: Path,
+) -> None:
+    """Twenty minutes into a UTC day the latest hourly listing may be yesterday's or today's:
+    both files are read. Of the latest listing's rows, a story listed twice gives its last row
+    (its fields come from it); a file older than the `capture` column (null) is hourly; a row
+    fetched after `now` and a story without a posting time are never planned."""
+    lake = open_lake(str(tmp_path / "lake"))
+    midnight = datetime(2026, 11, 25, tzinfo=NOW.tzinfo)
+    now = midnight + 20 * MINUTE
+    posted = now - timedelta(hours=24) + 5 * MINUTE  # expires 5 minutes after `now`
+
+    def row(
+        story: str, fetched: datetime, capture: str | None, **more: object
+    ) -> dict[str, object]:
+        return {"story_id": story, "posted_at": posted, "fetched_at": fetched, "capture": capture,
+                "run_id": f"{fetched:%H%M}{capture}", **more}  # fmt: skip
+
+    early = midnight + MINUTE / 2  # before today's first run: yesterday's 23:00 listing is latest
+    yesterday = [
+        row(
+            "old", midnight - 60 * MINUTE, "hourly", posted_at=early + 6 * MINUTE - 24 * 60 * MINUTE
+        )
+    ]
+    today = [
+        row("a", midnight + MINUTE, None, caption="first"),
+        row("a", midnight + MINUTE, None, caption="second", media_type="VIDEO"),
+        row("b", midnight + MINUTE, None, posted_at=None),
+        row("c", now + MINUTE, "hourly"),
+        row("d", midnight + 2 * MINUTE, "sweep"),
+    ]
+    for day, rows in ((midnight - MINUTE, yesterday), (midnight, today)):
+        lake.append(SNAPSHOTS, "NPI", day.date(), SNAPSHOTS.frame(rows))
+    plan = sweep.plan_account(lake, "NPI", now, WINDOW)
+    assert plan is not None
+    assert [(s.id, s.caption, s.media_type) for s in plan] == [("a", "second", "VIDEO")]
+    from_yesterday = sweep.plan_account(lake, "NPI", early, WINDOW)
+    assert from_yesterday is not None
+    assert [s.id for s in from_yesterday] == ["old"]

@@ -27,7 +27,7 @@ from ig_story_metrics.graph.stories import Listing
 from ig_story_metrics.jobs.capture import StorySource
 from ig_story_metrics.jobs.hourly import capture_async, lake_for
 from ig_story_metrics.model.accounts import Account
-from ig_story_metrics.model.expiry import PLAN_FRESH, due, plan_from_snapshots
+from ig_story_metrics.model.expiry import PLAN_COLUMNS, PLAN_FRESH, due, plan_from_snapshots
 from ig_story_metrics.model.snapshot import SNAPSHOTS
 from ig_story_metrics.model.story import Story
 from ig_story_metrics.redact import scrub
@@ -119,8 +119,10 @@ async def _plans(
 def plan_account(lake: Lake, account: str, now: datetime, window: timedelta) -> list[Story] | None:
     """The account's due stories from its latest hourly listing in the lake (None: list)."""
     days = sorted({(now - PLAN_FRESH).date(), now.date()})
-    rows = pl.concat([lake.read(SNAPSHOTS, account, day) for day in days])
-    return plan_from_snapshots(rows, now, window)
+    frames = [lake.read(SNAPSHOTS, account, day) for day in days]
+    if len(frames) > 1:  # the first 75 minutes of a UTC day: yesterday's file too
+        frames = [pl.concat([frame.select(PLAN_COLUMNS) for frame in frames])]
+    return plan_from_snapshots(frames[0], now, window)
 
 
 def _source(stories: list[Story]) -> StorySource:
