@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_capture.py [--size 5x20 --size 50x20] [--big] [--delay 0.1]
                                             [--baseline-max 50] [--repeat 1] [--media] [--gcs]
+                                            [--sweep]
 
 For each size N x M (N synthetic accounts with exactly M live stories each), a Graph API simulator
 (`World.fleet`) runs in its own process, answering every HTTP request after `--delay` seconds
@@ -17,6 +18,10 @@ same run, one after the other:
 - +media (with --media): the same with the media archive on, into a fresh lake, so every story is
   new and its image or video is downloaded from the CDN (also delayed): the cost of first sight,
   which a story pays once in its 24 hours (later runs find its media in the lake);
+- sweep (with --sweep): `ig-story-metrics sweep --all --json` into the lake of ours' first run, as
+  the schedule starts a sweep 5 minutes after the hourly run: it plans every account from the rows
+  just stored (no listing call) and reads each account's files for the final values; it runs six
+  times an hour, so its CPU counts six times;
 - baseline: a client of the predecessor's shape, written below with httpx: one GET per story and
   metric group, the stories of an account at once, one account after another; it stores nothing.
 
@@ -198,17 +203,16 @@ def measured(sim: Simulator, argv: list[str], env: dict[str, str]) -> tuple[Figu
 # -- the two clients ---------------------------------------------------------------------------
 
 
-def ours(
+def fleet_env(
     sim: Simulator,
     accounts: int,
     folder: Path,
     *,
     media: bool = False,
     bucket: Bucket | None = None,
-) -> Figures:
-    """`ig-story-metrics run --all --json` over the fleet, into a lake under `folder` (or a
-    prefix named after it in `bucket`); with `media`, the media archive on (every story is new:
-    each one's media is downloaded)."""
+) -> dict[str, str]:
+    """The environment of ours over the fleet, with its lake under `folder` (or a prefix named
+    after it in `bucket`); the accounts file is written into `folder`."""
     accounts_file = folder / "accounts.toml"
     accounts_file.write_text(
         "".join(
@@ -227,6 +231,21 @@ def ours(
     if bucket is not None:
         env["STORAGE_URL"] = f"gs://{bucket.name}/{folder.name}-{'media' if media else 'lake'}"
         env["STORAGE_EMULATOR_HOST"] = bucket.url
+    return env
+
+
+def ours(
+    sim: Simulator,
+    accounts: int,
+    folder: Path,
+    *,
+    media: bool = False,
+    bucket: Bucket | None = None,
+) -> Figures:
+    """`ig-story-metrics run --all --json` over the fleet, into a lake under `folder` (or a
+    prefix named after it in `bucket`); with `media`, the media archive on (every story is new:
+    each one's media is downloaded)."""
+    env = fleet_env(sim, accounts, folder, media=media, bucket=bucket)
     argv = [str(VENV_BIN / "ig-story-metrics"), "run", "--all", "--json"]
     figures, out = measured(sim, argv, env)
     report = json.loads(out)
@@ -238,6 +257,23 @@ def ours(
     print(
         f"  {'+media' if media else 'ours'} stored {stored} rows in {', '.join(sorted(lakes))}; "
         f"exit {figures.exit_code}"
+    )
+    return figures
+
+
+def sweep_after(sim: Simulator, accounts: int, folder: Path, bucket: Bucket | None) -> Figures:
+    """`ig-story-metrics sweep --all --json` into the lake ours just wrote under `folder`, as the
+    schedule starts a sweep 5 minutes after the hourly run: it plans every account from that run's
+    rows (no listing call) and snapshots the stories expiring within its window."""
+    env = fleet_env(sim, accounts, folder, bucket=bucket)
+    argv = [str(VENV_BIN / "ig-story-metrics"), "sweep", "--all", "--json"]
+    figures, out = measured(sim, argv, env)
+    report = json.loads(out)
+    planned = sum(a.get("planned_from") == "lake" for a in report["accounts"])
+    stored = sum(a["stored_rows"] for a in report["accounts"])
+    print(
+        f"  sweep planned {planned} of {len(report['accounts'])} accounts from the lake, "
+        f"stored {stored} rows; exit {figures.exit_code}"
     )
     return figures
 
@@ -302,6 +338,7 @@ def bench(
     media: bool,
     repeat: int = 1,
     gcs: bool = False,
+    sweep: bool = False,
 ) -> bool:
     print(f"\n{accounts} accounts x {stories} stories, {delay * 1000:.0f} ms per request")
     sim = Simulator(accounts, stories, delay)
@@ -314,6 +351,7 @@ def bench(
                 (Path(folder) / str(attempt)).mkdir()
                 runs.append(ours(sim, accounts, Path(folder) / str(attempt), bucket=bucket))
             mine = median_run(runs)
+            swept = sweep_after(sim, accounts, Path(folder) / "0", bucket) if sweep else None
             archived = (
                 ours(sim, accounts, Path(folder), media=True, bucket=bucket) if media else None
             )
@@ -333,6 +371,8 @@ def bench(
         print(spread(runs))
     if archived is not None:
         print(row("+media", archived))
+    if swept is not None:
+        print(row("sweep", swept))
     if theirs is None:
         print(f"  baseline skipped (more than --baseline-max {baseline_max} accounts)")
     else:
@@ -391,6 +431,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--gcs", action="store_true", help="ours writes to a GCS emulator, not a local folder"
     )
+    parser.add_argument(
+        "--sweep", action="store_true", help="a sweep after ours' first run, into its lake"
+    )
     args = parser.parse_args(argv)
     sizes = args.size or ["5x20", "50x20"]
     if args.big:
@@ -408,6 +451,7 @@ def main(argv: list[str]) -> int:
                 args.media,
                 args.repeat,
                 args.gcs,
+                args.sweep,
             )
         )
     print(f"\nmachine: the same import takes {machine_speed():.3f} s at the end")

@@ -36,14 +36,17 @@ def test_the_median_run_is_a_real_run_and_the_spread_names_the_range() -> None:
     assert bench.median_run(runs[:2]).wall == 1.0  # of two, the faster
 
 
-def test_the_benchmark_runs_a_tiny_fleet_twice_with_its_baseline(
+def test_the_benchmark_runs_a_tiny_fleet_twice_with_its_baseline_and_a_sweep(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     bench = _bench()
-    bench.main(["--size", "2x3", "--delay", "0", "--repeat", "2"])
+    bench.main(["--size", "2x3", "--delay", "0", "--repeat", "2", "--sweep"])
     out = capsys.readouterr().out
     assert len(re.findall(r"ours stored 6 rows in /\S+/lake; exit 0", out)) == 2
     assert "ours over 2 runs: wall" in out
+    # --sweep: a sweep into the first run's lake plans every account from it, and has its row
+    assert re.search(r"sweep planned 2 of 2 accounts from the lake, stored \d+ rows; exit 0", out)
+    assert re.search(r"\n  sweep +\d+\.\d\d s +\d+ +\d+ ", out)
     assert "baseline" in out
     assert "lower bound: 1 HTTP requests" in out
     assert re.search(r"machine: a fresh interpreter imports Polars in \d\.\d{3} s of CPU", out)
