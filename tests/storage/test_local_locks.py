@@ -55,6 +55,30 @@ def test_a_killed_writers_debris_on_another_day_goes_with_the_next_write(tmp_pat
     assert lake.read(SNAPSHOTS, ACCOUNT, EARLIER).height == ROWS
 
 
+def test_a_writers_own_orphans_go_even_when_its_sibling_folders_cannot_be_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep of the sibling days fails (the account's folder cannot be listed: mocked, since
+    root lists any folder): the temp files of the file being written, and the other debris of its
+    own folder, are removed all the same."""
+    lake = open_test_lake(str(tmp_path))
+    lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-a"))
+    folder = tmp_path / TODAY.parent
+    (folder / f".{TODAY.name}.k1ll3d.tmp").write_bytes(b"half a parquet file")
+    (folder / ".other.parquet.d3ad.tmp").write_bytes(b"another dead writer's")
+    listing = os.scandir
+
+    def refuse_the_days(path: str | os.PathLike[str]) -> object:
+        if Path(path) == folder.parent:
+            raise PermissionError(13, "Permission denied", str(path))
+        return listing(path)
+
+    monkeypatch.setattr(os, "scandir", refuse_the_days)
+    lake.append(SNAPSHOTS, ACCOUNT, DAY, snapshot_frame("run-b"))
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []
+    assert lake.read(SNAPSHOTS, ACCOUNT, DAY).height == 2 * ROWS
+
+
 def test_the_debris_of_a_live_writer_is_left_alone(tmp_path: Path) -> None:
     """A temp file whose writer still holds its lock is not an orphan: it stays."""
     lake = open_test_lake(str(tmp_path))

@@ -171,13 +171,16 @@ def sweep_siblings(root: Path, path: Path) -> None:
     next write of the account, however many days the lake holds. One listing per folder: a run
     of 1,000 accounts sweeps 4,000 folders."""
     folder = path.parent
+    with contextlib.suppress(OSError):  # its own folder first: a sibling that fails stops no more
+        hidden = _hidden(folder)
+        _unlink_all(folder, hidden.pop(path.name, []))
+        for name in sorted(hidden):
+            _clean_if_free(folder / name)
     with contextlib.suppress(OSError):
-        for sibling in [folder] if folder == root else _neighbours(folder):
-            hidden = _hidden(sibling)
-            if sibling == folder:
-                _unlink_all(folder, hidden.pop(path.name, []))
-            for name in sorted(hidden):
-                _clean_if_free(sibling / name)
+        for sibling in [] if folder == root else _neighbours(folder):
+            if sibling != folder:
+                for name in sorted(_hidden(sibling)):
+                    _clean_if_free(sibling / name)
 
 
 def _neighbours(folder: Path) -> list[Path]:
