@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ig_story_metrics.graph.errors import parse_json
-from ig_story_metrics.graph.form import encode
+from ig_story_metrics.graph.form import encode, operations, quote
 from ig_story_metrics.model.numbers import as_count, as_int
 
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=80)
@@ -52,3 +52,27 @@ def test_bodies_read_the_same_values_as_the_standard_library() -> None:
     assert parse_json("[" * 500 + "]" * 500) == json.loads("[" * 500 + "]" * 500)
     # past what either parser can nest: unreadable, as a broken body is (it was a crash)
     assert parse_json("[" * 100_000 + "]" * 100_000) is None
+
+
+url_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=60)
+story_urls = st.builds(
+    lambda story, query: f"{story}/insights?{query}",
+    st.integers(min_value=0, max_value=10**20),
+    st.sampled_from(
+        ["metric=views,reach", "metric=navigation&breakdown=story_navigation_action_type"]
+    ),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.lists(st.one_of(story_urls, url_text, st.builds("/".join, st.lists(url_text))), max_size=8)
+)
+def test_a_batch_is_quoted_as_its_json_would_be(urls: list[str]) -> None:
+    """`operations` gives the bytes `quote(json.dumps(ops))` gives, whatever the URLs: an id and
+    a query, or any text at all (quotes, backslashes, slashes, controls, non-ASCII)."""
+    ops = [{"method": "GET", "relative_url": url} for url in urls]
+    assert operations(urls) == quote(json.dumps(ops, separators=(",", ":")))
+    form = {"access_token": "EAA token", "batch": operations(urls), "include_headers": "true"}
+    plain = {**form, "batch": json.dumps(ops, separators=(",", ":"))}
+    assert encode(form, frozenset({"batch"})) == urlencode(plain).encode("ascii")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from ig_story_metrics.graph.errors import (
     parse_json,
 )
 from ig_story_metrics.graph.form import encode as form_body
+from ig_story_metrics.graph.form import operations as form_operations
 from ig_story_metrics.graph.packer import Packer
 from ig_story_metrics.graph.pools import MAX_CONNECTIONS, Pools
 from ig_story_metrics.graph.retry import RetryPolicy
@@ -52,6 +52,7 @@ from ig_story_metrics.redact import scrub
 MAX_BATCH = 50
 PLAIN_CONCURRENCY = 8  # plain GETs in flight per account when batches are refused
 FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
+BATCH_QUOTED = frozenset({"batch"})  # the form value `form.operations` quotes itself
 Transport = httpx.AsyncBaseTransport
 
 
@@ -297,27 +298,27 @@ class GraphClient:
         self, session: Session, relative_urls: Sequence[str], operations: int | None = None
     ) -> list[Exchange]:
         """One batch POST under `session`'s token, which counts `operations` of it (default all)."""
-        ops = [{"method": "GET", "relative_url": url} for url in relative_urls]
         form = {
             "access_token": session.token.get_secret_value(),
-            "batch": json.dumps(ops, separators=(",", ":")),
+            "batch": form_operations(relative_urls),
             "include_headers": "true",
             **self.proof(session.token),
         }
+        sent = len(relative_urls)
 
         def check(body: object) -> None:
-            if not isinstance(body, list) or len(body) != len(ops):
+            if not isinstance(body, list) or len(body) != sent:
                 got = len(body) if isinstance(body, list) else "no list"
-                raise BadResponse(f"batch answer does not hold {len(ops)} operations (got {got})")
+                raise BadResponse(f"batch answer does not hold {sent} operations (got {got})")
 
-        content = form_body(form)  # encoded once, for every attempt
+        content = form_body(form, BATCH_QUOTED)  # encoded once, for every attempt
         body = await self.exchange(
             session,
             lambda: self._http.build_request(
                 "POST", f"{self.version}/", content=content, headers=FORM_HEADERS
             ),
             check,
-            operations=len(ops) if operations is None else operations,
+            operations=sent if operations is None else operations,
             final=(UnsupportedRequest,),
         )
         assert isinstance(body, list)  # noqa: S101 - guaranteed by check
