@@ -134,3 +134,39 @@ def test_what_was_written_outlives_close_and_close_is_idempotent(
         assert again.read(KEY) == written
     finally:
         again.close()
+
+
+def test_keys_between_two_names_are_those_the_names_sort_between(backend: Backend) -> None:
+    """`keys(prefix, start=, end=)` keeps the keys whose name below `prefix` sorts in
+    [start, end): the same on a bucket (its list offsets) and a folder (which lists only the
+    entries that can hold such keys). Day folders, a file at the top, nested folders, and a
+    folder `a` whose keys `a/...` sort after `a-b` though `a` sorts before it."""
+    prefix = "Instagram/NPI/webhooks/story_insights"
+    names = [
+        "2026-11-28/one.json",
+        "2026-11-29/one.json",
+        "2026-11-29/deep/two.json",
+        "2026-11-30/one.json",
+        "2026-12-01/one.json",
+        "2026-11-30.json",
+        "a/z.json",
+        "a-b/y.json",
+    ]
+    for name in names:
+        backend.write(f"{prefix}/{name}", b"{}", if_generation=0)
+    backend.write("Instagram/NPI/webhooks/elsewhere/2026-11-29/x.json", b"{}", if_generation=0)
+    for start, end in [
+        ("2026-11-29", "2026-12-01"),
+        ("2026-11-30", "2026-11-30/z"),
+        ("2026-11-29/deep", None),
+        (None, "2026-11-29"),
+        ("a-b", "b"),
+        ("2026-12-02", "2026-12-03"),
+    ]:
+        expected = sorted(
+            f"{prefix}/{n}"
+            for n in names
+            if (start is None or n >= start) and (end is None or n < end)
+        )
+        assert backend.keys(prefix, start=start, end=end) == expected, (start, end)
+    assert backend.keys(prefix) == sorted(f"{prefix}/{n}" for n in names)

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from ig_story_metrics.jobs.finalize import finalize
-from ig_story_metrics.jobs.webhooks import store_delivery
+from ig_story_metrics.jobs.webhooks import read_deliveries, store_delivery
 from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.model.final import STORY_FINAL
 from ig_story_metrics.model.snapshot import SNAPSHOTS, snapshot_row
@@ -158,3 +158,30 @@ def test_finalize_over_no_lake_writes_nothing(local_lake: Lake) -> None:
     """No snapshots and no deliveries: no partition, no error."""
     result = finalize(local_lake, ACCOUNTS, NOW, days=3)
     assert (result.stories, result.written) == (0, [])
+
+
+@pytest.mark.parametrize("where", ["local_lake", "gcs_lake"])
+def test_deliveries_of_several_days_are_read_with_one_listing(
+    where: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deliveries of the days asked for, from one listing of the account's deliveries (a
+    listing per day cost a request per day and account, every run and sweep): a day between
+    them that was not asked for, the days around them and another account's stay out."""
+    lake: Lake = request.getfixturevalue(where)
+    other = Account("LT", "17841400000000002")
+    for n in range(5):
+        received = P + timedelta(days=n, hours=1)
+        store_delivery(lake, [NPI], delivery(f"m{n}", received, reach=n), received)
+    store_delivery(lake, [other], delivery("lt", P, reach=1).replace(b"00001", b"00002"), P)
+    listings: list[str] = []
+    keys = lake.backend.keys
+
+    def counted(prefix: str, **options: Any) -> list[str]:
+        listings.append(prefix)
+        return keys(prefix, **options)
+
+    monkeypatch.setattr(lake.backend, "keys", counted)
+    found = read_deliveries(lake, "NPI", [P.date() + timedelta(days=n) for n in (3, 1)])
+    assert sorted(i.media_id for i in found) == ["m1", "m3"]
+    assert len(listings) == 1
+    assert read_deliveries(lake, "NPI", []) == []

@@ -12,15 +12,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from ig_story_metrics.clock import Deadline
 from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.model.webhook import (
     UNKNOWN_ACCOUNT,
     StoryInsight,
+    deliveries_folder,
     delivery_key,
-    delivery_prefix,
     entry_user_ids,
     parse_delivery,
 )
@@ -60,14 +60,23 @@ def store_delivery(
 def read_deliveries(lake: Lake, account: str, days: Iterable[date]) -> list[StoryInsight]:
     """The story insights of every delivery stored for `account` on `days` (a stored object that
     cannot be parsed adds nothing: it stays in the lake as it came)."""
+    wanted = sorted({day.isoformat() for day in days})
+    if not wanted:
+        return []
+    folder = deliveries_folder(account)
+    # one listing from the first day's folder to the end of the last (days run together: a
+    # run's final values read yesterday's and today's), where a listing per day took two
+    # requests per account, every run and every sweep (a bucket bills each listing)
+    last = date.fromisoformat(wanted[-1]) + timedelta(days=1)
+    listed = lake.backend.keys(folder, start=wanted[0], end=last.isoformat())
     found: list[StoryInsight] = []
-    for day in sorted(set(days)):
-        for key in lake.backend.keys(delivery_prefix(account, day)):
-            if not key.endswith(".json"):
-                continue
-            body = get(lake.backend, key)
-            if body is not None:
-                found += parse_delivery(body)
+    for key in listed:
+        day = key[len(folder) + 1 :].split("/", 1)[0]
+        if day not in wanted or not key.endswith(".json"):
+            continue
+        body = get(lake.backend, key)
+        if body is not None:
+            found += parse_delivery(body)
     return found
 
 

@@ -73,11 +73,12 @@ def body_digest(body: bytes) -> str:
 
 def delivery_key(account: str, day: date, body: bytes) -> str:
     """Where one delivery is stored, write-once: the same body lands on the same key."""
-    return f"Instagram/{account}/webhooks/{FIELD}/{day.isoformat()}/{body_digest(body)}.json"
+    return f"{deliveries_folder(account)}/{day.isoformat()}/{body_digest(body)}.json"
 
 
-def delivery_prefix(account: str, day: date) -> str:
-    return f"Instagram/{account}/webhooks/{FIELD}/{day.isoformat()}"
+def deliveries_folder(account: str) -> str:
+    """The folder of `account`'s deliveries: one folder per UTC day received below it."""
+    return f"Instagram/{account}/webhooks/{FIELD}"
 
 
 def decode(body: bytes) -> dict[str, Any] | None:

@@ -64,8 +64,17 @@ class Backend(Protocol):
         still `if_generation`; `ConflictError` when either precondition fails."""
         ...
 
-    def keys(self, prefix: str, *, deadline: Deadline | None = None) -> list[str]:
-        """The keys of the objects under `prefix` (a folder), sorted; hidden local files excluded."""
+    def keys(
+        self,
+        prefix: str,
+        *,
+        deadline: Deadline | None = None,
+        start: str | None = None,
+        end: str | None = None,
+    ) -> list[str]:
+        """The keys of the objects under `prefix` (a folder), sorted; hidden local files excluded.
+        With `start` and `end`, only those whose name below `prefix` sorts from `start` up to,
+        not including, `end` (a range of day folders in one listing, one request on GCS)."""
         ...
 
     def locked(

@@ -214,18 +214,34 @@ class GcsBackend:
             _release(exc)
             raise StorageError(self._describe("move aside", key, exc, retry_for)) from None
 
-    def keys(self, prefix: str, *, deadline: Deadline | None = None) -> list[str]:
+    def keys(
+        self,
+        prefix: str,
+        *,
+        deadline: Deadline | None = None,
+        start: str | None = None,
+        end: str | None = None,
+    ) -> list[str]:
         folder = self.object_name(prefix.rstrip("/") + "/")
         retry_for, timeout = self._bounds(deadline, "list", prefix)
+        bounds = {
+            name: folder + value
+            for name, value in (("start_offset", start), ("end_offset", end))
+            if value is not None
+        }
         try:
             blobs = self.client().list_blobs(
-                self.bucket, prefix=folder, retry=self._retry(retry_for), timeout=timeout
+                self.bucket,
+                prefix=folder,
+                retry=self._retry(retry_for),
+                timeout=timeout,
+                **bounds,
             )
             names = [blob.name for blob in blobs]
         except Exception as exc:
             raise StorageError(self._describe("list", prefix, exc, retry_for)) from None
-        start = len(self.object_name(""))
-        return sorted(name[start:] for name in names)
+        root = len(self.object_name(""))
+        return sorted(name[root:] for name in names)
 
     def locked(
         self, key: str, *, deadline: Deadline | None = None

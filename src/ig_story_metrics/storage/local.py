@@ -137,13 +137,30 @@ class LocalBackend:
         except OSError as exc:
             raise StorageError(f"cannot move {path} aside: {exc.strerror or exc}") from None
 
-    def keys(self, prefix: str, *, deadline: Deadline | None = None) -> list[str]:
+    def keys(
+        self,
+        prefix: str,
+        *,
+        deadline: Deadline | None = None,
+        start: str | None = None,
+        end: str | None = None,
+    ) -> list[str]:
         folder = self.root / prefix
         try:
-            found = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")]
+            found = [
+                path
+                for top in _in_range(folder, start, end)
+                for path in ([top] if top.is_file() else top.rglob("*"))
+                if path.is_file() and not path.name.startswith(".")
+            ]
         except OSError as exc:
             raise StorageError(f"cannot list {folder}: {exc.strerror or exc}") from None
-        return sorted(str(p.relative_to(self.root)) for p in found)
+        names = sorted((path.relative_to(folder).as_posix(), path) for path in found)
+        return [
+            str(path.relative_to(self.root))
+            for name, path in names
+            if (start is None or name >= start) and (end is None or name < end)
+        ]
 
     @contextlib.contextmanager
     def locked(self, key: str, *, deadline: Deadline | None = None) -> Iterator[None]:
@@ -245,6 +262,21 @@ def _publish(tmp: str, path: Path, *, create_only: bool) -> None:
         if path.exists():  # a file system without hard links: the check, then the rename
             raise ConflictError(f"{path} exists already") from None
         os.replace(tmp, path)
+
+
+def _in_range(folder: Path, start: str | None, end: str | None) -> list[Path]:
+    """The entries of `folder` that can hold a key whose name below it sorts in [start, end):
+    a folder of day folders is listed only within the days asked for. An entry named `c` holds
+    `c` and `c/...`: none of them is below `start` only if `c/` is above it or begins it, and
+    none is under `end` if `c` is not."""
+    if not folder.is_dir():
+        return []
+    return [
+        folder / name
+        for name in sorted(os.listdir(folder))
+        if (end is None or name < end)
+        and (start is None or name >= start or f"{name}/" > start or start.startswith(f"{name}/"))
+    ]
 
 
 def _make_folder(folder: Path, path: Path) -> None:
