@@ -60,19 +60,20 @@ def store_delivery(
 def read_deliveries(lake: Lake, account: str, days: Iterable[date]) -> list[StoryInsight]:
     """The story insights of every delivery stored for `account` on `days` (a stored object that
     cannot be parsed adds nothing: it stays in the lake as it came)."""
-    wanted = sorted({day.isoformat() for day in days})
+    wanted = sorted(set(days))
     if not wanted:
         return []
     folder = deliveries_folder(account)
+    names = {day.isoformat() for day in wanted}
     # one listing from the first day's folder to the end of the last (days run together: a
     # run's final values read yesterday's and today's), where a listing per day took two
     # requests per account, every run and every sweep (a bucket bills each listing)
-    last = date.fromisoformat(wanted[-1]) + timedelta(days=1)
-    listed = lake.backend.keys(folder, start=wanted[0], end=last.isoformat())
+    end = wanted[-1] + timedelta(days=1)
+    listed = lake.backend.keys(folder, start=wanted[0].isoformat(), end=end.isoformat())
     found: list[StoryInsight] = []
     for key in listed:
         day = key[len(folder) + 1 :].split("/", 1)[0]
-        if day not in wanted or not key.endswith(".json"):
+        if day not in names or not key.endswith(".json"):
             continue
         body = get(lake.backend, key)
         if body is not None:

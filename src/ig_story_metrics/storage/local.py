@@ -150,7 +150,7 @@ class LocalBackend:
             found = [
                 path
                 for top in _in_range(folder, start, end)
-                for path in ([top] if top.is_file() else top.rglob("*"))
+                for path in (top, *top.rglob("*"))  # a file's rglob is empty
                 if path.is_file() and not path.name.startswith(".")
             ]
         except OSError as exc:
