@@ -12,18 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 
 from ig_story_metrics.graph.pools import MAX_CONNECTIONS, POOL_SIZE, Pools
 from ig_story_metrics.jobs import hourly
+from ig_story_metrics.jobs.capture import SLOW_WRITE_SECONDS, SLOW_WRITES
 from ig_story_metrics.model.accounts import Account
+from ig_story_metrics.model.snapshot import SNAPSHOTS
 from ig_story_metrics.report.models import RunReport
 from ig_story_metrics.settings import load_settings, resolve_tokens
 from ig_story_metrics.simulator import SEED_ACCOUNTS, Faults, GraphSimulator, SimulatorServer, World
 from ig_story_metrics.simulator.api import Stats
 from ig_story_metrics.simulator.server import answer
 from ig_story_metrics.simulator.world import fleet_accounts
-from ig_story_metrics.storage import Lake
+from ig_story_metrics.storage import Lake, locks
 from ig_story_metrics.storage.gcs import GcsBackend
+from ig_story_metrics.storage.layout import schema_key, table_key
 from ig_story_metrics.storage.local import MAX_WRITERS, LocalBackend
 
 from .conftest import FAST, NOW, SECRET_TOKEN, frozen
@@ -171,41 +175,121 @@ def test_the_connection_pools_are_made_as_the_requests_need_them() -> None:
 
 
 class _WatchedFolder(LocalBackend):
-    """A local folder that notes which threads write Parquet files and how many at once."""
+    """A local folder that notes which threads write which files, and how many Parquet files at
+    once; each Parquet write takes `pause` seconds more (a slow disk, or time for the other
+    accounts' writes to arrive meanwhile)."""
 
-    def __init__(self, root: Path, writers: int) -> None:
+    def __init__(self, root: Path, *, writers: int = 2, inline: bool, pause: float) -> None:
         super().__init__(root, writers=writers)
+        self.inline = inline
+        self.pause = pause
         self.lock = threading.Lock()
         self.now = self.most = 0
-        self.threads: set[str] = set()
+        self.writes: list[tuple[str, str]] = []  # (thread, key) of each write, in order
 
     def write(self, key: str, data: Any, **more: Any) -> None:
+        with self.lock:
+            self.writes.append((threading.current_thread().name, key))
         if not key.endswith(".parquet"):
             return super().write(key, data, **more)
         with self.lock:
             self.now += 1
             self.most = max(self.most, self.now)
-            self.threads.add(threading.current_thread().name)
         try:
-            time.sleep(0.02)  # long enough for the other accounts' writes to arrive meanwhile
+            time.sleep(self.pause)
             super().write(key, data, **more)
         finally:
             with self.lock:
                 self.now -= 1
 
+    def threads(self, suffix: str = ".parquet") -> list[str]:
+        return [thread for thread, key in self.writes if key.endswith(suffix)]
+
 
 def test_a_run_stores_through_as_many_threads_as_the_lake_writes_at_once(tmp_path: Path) -> None:
-    """The run's rows are stored by its own threads, `Backend.writers` of them: a local folder
-    one per CPU (more only switched the interpreter between them: 180,000 context switches at
-    1,000 accounts with asyncio's 6 threads, 110,000 with 2), a bucket as many as asyncio gives,
-    since its writes wait on the network. Every account is stored all the same."""
-    folder = _WatchedFolder(tmp_path / "lake", writers=2)
+    """A backend whose writes wait (`inline` false: a bucket) is written by the run's own
+    threads, `Backend.writers` of them: a local folder one per CPU (more only switched the
+    interpreter between them: 180,000 context switches at 1,000 accounts with asyncio's 6
+    threads, 110,000 with 2), a bucket as many as asyncio gives, since its writes wait on the
+    network. Every account is stored all the same."""
+    folder = _WatchedFolder(tmp_path / "lake", inline=False, pause=0.02)
     report, _ = _fleet_run(tmp_path, 12, 2, lake=Lake(folder))
     assert report.exit_code == 0
     assert sum(a.stored_rows for a in report.accounts) == 24
     assert folder.most == 2
-    assert len(folder.threads) == 2
-    assert all(name.startswith("lake-write") for name in folder.threads)
+    assert len(set(folder.threads())) == 2
+    assert all(name.startswith("lake-write") for name in folder.threads())
     cpus = os.cpu_count() or 1
     assert LocalBackend(tmp_path).writers == max(1, min(MAX_WRITERS, cpus))
     assert GcsBackend("bucket").writers == min(32, cpus + 4)
+    assert LocalBackend(tmp_path).inline
+    assert not GcsBackend("bucket").inline
+
+
+def test_a_local_folder_is_written_on_the_runs_own_thread_until_its_writes_wait(
+    tmp_path: Path,
+) -> None:
+    """A local folder's writes cost CPU, not waits: the run makes them on its own thread, one at
+    a time (a thread would hand the interpreter over at each system call). Once `SLOW_WRITES`
+    of them have each waited `SLOW_WRITE_SECONDS` (a slow disk: here a sleep in the write), the
+    later ones go to the run's threads, and every account is stored all the same."""
+    quick = _WatchedFolder(tmp_path / "quick", inline=True, pause=0.0)
+    report, _ = _fleet_run(tmp_path, 12, 2, lake=Lake(quick))
+    assert report.exit_code == 0
+    assert sum(a.stored_rows for a in report.accounts) == 24
+    assert len(quick.threads()) == 12
+    assert set(quick.threads()) == {threading.current_thread().name}
+    assert set(quick.threads(".json")) == {threading.current_thread().name}
+    assert quick.most == 1
+
+    slow = _WatchedFolder(tmp_path / "slow", inline=True, pause=SLOW_WRITE_SECONDS + 0.01)
+    report, _ = _fleet_run(tmp_path, 12, 2, lake=Lake(slow))
+    assert report.exit_code == 0
+    assert sum(a.stored_rows for a in report.accounts) == 24
+    threads = slow.threads()
+    assert threads[:SLOW_WRITES] == [threading.current_thread().name] * SLOW_WRITES
+    assert len(threads) == 12
+    assert all(name.startswith("lake-write") for name in threads[SLOW_WRITES:])
+
+
+@pytest.mark.parametrize("held", ["partition", "schema"])
+def test_an_inline_write_whose_lock_is_held_elsewhere_waits_for_it_in_a_thread(
+    tmp_path: Path, held: str
+) -> None:
+    """Another writer (another process) holds the lock of one account's partition, or of its
+    schema, for a moment: the run's own thread does not wait for it (every other account would
+    wait too); the account's write goes to the run's threads, which wait, and stores its rows
+    once. With the schema's lock held, the rows were already written on the run's thread: the
+    append made again replaces them (the run's own rows), it does not double them."""
+    folder = _WatchedFolder(tmp_path / "lake", inline=True, pause=0.0)
+    day = NOW.date()
+    key = (table_key if held == "partition" else schema_key)(SNAPSHOTS, "fleet0003", day)
+    lock_path = folder.root / key
+    lock_path = lock_path.parent / f".{lock_path.name}.lock"
+    lock_path.parent.mkdir(parents=True)
+    fd = locks.try_acquire(lock_path)
+    assert fd is not None
+    release = threading.Timer(0.5, locks.release, (fd, lock_path))
+    release.start()
+    try:
+        report, _ = _fleet_run(tmp_path, 6, 3, lake=Lake(folder))
+    finally:
+        release.join()
+    assert report.exit_code == 0
+    assert [a.stored_rows for a in report.accounts] == [3] * 6
+    own = threading.current_thread().name
+    mine = [t for t, k in folder.writes if k == table_key(SNAPSHOTS, "fleet0003", day)]
+    others = [t for t, k in folder.writes if "fleet0003" not in k]
+    assert set(others) == {own}
+    if held == "partition":
+        assert len(mine) == 1
+        assert mine[0].startswith("lake-write")
+    else:
+        assert len(mine) == 2
+        assert mine[0] == own
+        assert mine[1].startswith("lake-write")
+    stored = pl.read_parquet(folder.root / table_key(SNAPSHOTS, "fleet0003", day))
+    assert stored.height == 3
+    assert stored["story_id"].n_unique() == 3
+    assert (folder.root / schema_key(SNAPSHOTS, "fleet0003", day)).is_file()
+    assert not lock_path.exists()

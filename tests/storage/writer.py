@@ -69,6 +69,7 @@ class CountingBackend:
         self.locked = inner.locked
         self.close = inner.close
         self.writers = inner.writers
+        self.inline = inner.inline
 
     def write(self, key: str, data: bytes, *, if_generation: int, **more: Any) -> None:
         try:

@@ -18,9 +18,9 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import SecretStr
 
@@ -37,7 +37,7 @@ from ig_story_metrics.model.snapshot import SNAPSHOTS, Capture, snapshot_row
 from ig_story_metrics.model.story import Story, oldest_first
 from ig_story_metrics.redact import scrub
 from ig_story_metrics.report.models import AccountReport, StoryProblem
-from ig_story_metrics.storage import Lake, WriteResult
+from ig_story_metrics.storage import Lake, LockBusy, WriteResult
 
 if TYPE_CHECKING:
     import polars as pl
@@ -60,6 +60,44 @@ def new_run_id(at: datetime) -> str:
     return f"{at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
+T = TypeVar("T")
+SLOW_WRITE_SECONDS = 0.05  # an inline write that waited this long on the disk or a lock is slow
+SLOW_WRITES = 3  # after this many slow inline writes, a run writes in its pool
+
+
+class Writes:
+    """Where a run stores its accounts' rows: in its pool of `Backend.writers` threads, or, on a
+    backend whose writes cost CPU and not waits (a local folder: `Backend.inline`), on the event
+    loop's own thread. A write handed to a thread makes the threads hand the interpreter over at
+    each of its system calls (some 90 for an account's first write of the day): at 1,000 accounts
+    x 20 stories on 2 CPUs, 7 interleaved pairs of runs took 10.6-11.6 s of CPU inline against
+    12.0-13.3 s in 2 threads, with 41,000 context switches instead of 73,000, in the same time.
+
+    An inline write never waits on another writer: a lock held elsewhere (`LockBusy`) sends it
+    to the pool, which waits for it. Nor on a slow disk (a network mount): once `SLOW_WRITES`
+    inline writes have each spent `SLOW_WRITE_SECONDS` or more off the CPU, the run's later
+    writes go to the pool."""
+
+    def __init__(self, pool: Executor | None, *, inline: bool) -> None:
+        self.pool = pool
+        self.inline = inline
+        self.slow = 0
+
+    async def run(self, write: Callable[[bool], T]) -> T:
+        """`write(wait)`'s result: inline with `wait` false when it can, else in the pool."""
+        if self.inline:
+            started, cpu = time.monotonic(), time.thread_time()
+            try:
+                return write(False)
+            except LockBusy:
+                pass
+            finally:
+                off_cpu = time.monotonic() - started - (time.thread_time() - cpu)
+                self.slow += off_cpu >= SLOW_WRITE_SECONDS
+                self.inline = self.slow < SLOW_WRITES
+        return await asyncio.get_running_loop().run_in_executor(self.pool, write, True)
+
+
 @dataclass(frozen=True, slots=True)
 class RunContext:
     """What every account of one run shares: its id, its moment, the API version, the deadline
@@ -72,7 +110,8 @@ class RunContext:
     capture: Capture = "hourly"
     archive: Archiver | None = None  # the media archive (hourly runs with IG_ARCHIVE_MEDIA on)
     finals: AfterStore | None = None  # the final values, once an account's rows are stored
-    writes: Executor | None = None  # the threads that store rows (None: asyncio's default)
+    # where the rows are stored (by default: in asyncio's threads)
+    writes: Writes = field(default_factory=lambda: Writes(None, inline=False))
 
 
 async def capture_account(
@@ -257,14 +296,15 @@ async def _store(
     rows: list[dict[str, object]],
     report: AccountReport,
 ) -> None:
-    def append() -> WriteResult:  # the frame too is built in the writer's thread
+    def append(wait: bool) -> WriteResult:  # the frame too is built where it is written
         frame = SNAPSHOTS.frame(rows)
+        day = ctx.fetched_at.date()
         return lake.append(
-            SNAPSHOTS, account.name, ctx.fetched_at.date(), frame, deadline=ctx.write_deadline
+            SNAPSHOTS, account.name, day, frame, deadline=ctx.write_deadline, wait=wait
         )
 
     try:
-        written = await asyncio.get_running_loop().run_in_executor(ctx.writes, append)
+        written = await ctx.writes.run(append)
     except StorageError as exc:
         fail(report, f"storage: {exc} ({len(rows)} rows not stored)")
         report.not_stored = [str(row["story_id"]) for row in rows]

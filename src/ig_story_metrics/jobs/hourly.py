@@ -26,6 +26,7 @@ from ig_story_metrics.jobs.capture import (
     RunContext,
     StoryFilter,
     StorySource,
+    Writes,
     capture_account,
     crash,
     fail,
@@ -160,9 +161,10 @@ async def _load_once_sent(clients: Collection[GraphClient]) -> None:
 @contextlib.asynccontextmanager
 async def _writing(lake: Lake, ctx: RunContext) -> AsyncIterator[RunContext]:
     """The run's context with its own threads to store rows, as many as the lake writes at once
-    (`Backend.writers`), not asyncio's default of the CPUs + 4 for every backend."""
-    with ThreadPoolExecutor(lake.backend.writers, thread_name_prefix="lake-write") as writes:
-        yield replace(ctx, writes=writes)
+    (`Backend.writers`), not asyncio's default of the CPUs + 4 for every backend, or its own
+    thread where the backend allows (`jobs/capture.Writes`)."""
+    with ThreadPoolExecutor(lake.backend.writers, thread_name_prefix="lake-write") as pool:
+        yield replace(ctx, writes=Writes(pool, inline=lake.backend.inline))
 
 
 @contextlib.asynccontextmanager

@@ -12,7 +12,7 @@ from typing import BinaryIO, Protocol
 from ig_story_metrics.clock import Deadline
 from ig_story_metrics.errors import StorageError
 
-__all__ = ["Backend", "ConflictError", "StorageError", "out_of_time"]
+__all__ = ["Backend", "ConflictError", "LockBusy", "StorageError", "out_of_time"]
 
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 JSON_CONTENT_TYPE = "application/json"
@@ -22,14 +22,20 @@ class ConflictError(StorageError):
     """Someone else wrote the object since we read it (generation mismatch)."""
 
 
+class LockBusy(StorageError):
+    """Another writer holds the file's lock: raised only to a writer that asked not to wait."""
+
+
 class Backend(Protocol):
     """A place for objects with generations: a local folder or a GCS bucket.
 
     `writers`: how many partitions a run writes at once (`jobs/hourly.py`'s write pool): as many
     as the CPUs for a folder, whose writes are CPU and syscalls; more for a bucket, whose writes
-    wait on the network."""
+    wait on the network. `inline`: whether a run may write on its own thread, rather than in
+    that pool, while the writes do not wait (a folder: `jobs/capture.Writes`)."""
 
     writers: int
+    inline: bool
 
     def url(self, key: str) -> str:
         """Where `key` lives, for messages and reports."""
@@ -78,9 +84,10 @@ class Backend(Protocol):
         ...
 
     def locked(
-        self, key: str, *, deadline: Deadline | None = None
+        self, key: str, *, deadline: Deadline | None = None, wait: bool = True
     ) -> contextlib.AbstractContextManager[None]:
-        """Hold off other writers of `key` on this backend where it can (a no-op on GCS)."""
+        """Hold off other writers of `key` on this backend where it can (a no-op on GCS); with
+        `wait` false, a lock another writer holds is a `LockBusy` at once."""
         ...
 
     def close(self) -> None:

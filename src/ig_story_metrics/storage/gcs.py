@@ -55,6 +55,7 @@ class GcsBackend:
         self.project = project
         # a write waits on the network: as many at once as asyncio gives threads by default
         self.writers = min(32, (os.cpu_count() or 1) + 4)
+        self.inline = False
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._finalizer: weakref.finalize[Any, GcsBackend] | None = None
@@ -244,7 +245,7 @@ class GcsBackend:
         return sorted(name[root:] for name in names)
 
     def locked(
-        self, key: str, *, deadline: Deadline | None = None
+        self, key: str, *, deadline: Deadline | None = None, wait: bool = True
     ) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
 

@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, Any
 from ig_story_metrics.clock import Clock, Deadline, utc_now
 from ig_story_metrics.model.location import StorageLocation, parse_storage_url
 from ig_story_metrics.model.table import Table
-from ig_story_metrics.storage.backend import Backend, ConflictError, StorageError, out_of_time
+from ig_story_metrics.storage.backend import (
+    Backend,
+    ConflictError,
+    LockBusy,
+    StorageError,
+    out_of_time,
+)
 from ig_story_metrics.storage.gcs import GcsBackend, line
 from ig_story_metrics.storage.layout import (
     QUARANTINE_MARK,
@@ -93,18 +99,27 @@ class Lake:
         frame: pl.DataFrame,
         *,
         deadline: Deadline | None = None,
+        wait: bool = True,
     ) -> WriteResult:
-        """Merge `frame`'s rows into one partition of `table` (see the module docstring)."""
+        """Merge `frame`'s rows into one partition of `table` (see the module docstring).
+
+        `wait` false: a lock another writer holds, the partition's or its schema's, is a
+        `LockBusy` at once. The rows may be stored by then: the same append made again replaces
+        them (they are the run's own), so it stores them once."""
         key = table_key(table, account, day)
         new = table.conform(frame)
         moved: list[str] = []
-        with self.backend.locked(key, deadline=deadline):
+        with self.backend.locked(key, deadline=deadline, wait=wait):
             merged = self._merge_into(table, key, new, moved, deadline)
         declared = table.polars_schema
         extra = {name: dtype for name, dtype in merged.schema.items() if name not in declared}
         schema_error = None
         try:
-            schema = self.write_schema(table, account, day, extra=extra, deadline=deadline)
+            schema = self.write_schema(
+                table, account, day, extra=extra, deadline=deadline, wait=wait
+            )
+        except LockBusy:
+            raise
         except StorageError as exc:  # the rows are stored: say so, and report this on its own
             schema, schema_error = self.url(schema_key(table, account, day)), str(exc)
         return WriteResult(
@@ -209,13 +224,14 @@ class Lake:
         *,
         extra: Mapping[str, pl.DataType] | None = None,
         deadline: Deadline | None = None,
+        wait: bool = True,
     ) -> str:
         """Write the JSON schema beside the partition (skipped when it is already the same).
 
         The schema only grows: properties it already has that this version does not declare are
         kept, and `extra` (undeclared columns the partition holds) are added."""
         key = schema_key(table, account, day)
-        with self.backend.locked(key, deadline=deadline):
+        with self.backend.locked(key, deadline=deadline, wait=wait):
             for attempt in range(MAX_CONFLICT_RETRIES):
                 current, generation = self.backend.read(key, deadline=deadline)
                 data = _schema_bytes(table, current, extra or {})

@@ -35,11 +35,13 @@ class LocalBackend:
     and the disk: more threads than CPUs only add switches, each handing the interpreter over
     (a run of 1,000 accounts x 20 stories on 2 CPUs: 6 writer threads made 180,000 context
     switches, 2 made 110,000; 8 interleaved pairs of runs took 16.7-21.9 s of CPU with 6, median
-    18.6 s, and 15.5-19.1 s with 2, median 16.8 s)."""
+    18.6 s, and 15.5-19.1 s with 2, median 16.8 s). `inline`: a run writes here on its own
+    thread while the writes do not wait (`jobs/capture.Writes`): fewer switches still."""
 
     def __init__(self, root: Path, *, writers: int | None = None) -> None:
         self.root = root
         self.writers = writers or max(1, min(MAX_WRITERS, os.cpu_count() or 1))
+        self.inline = True
 
     def url(self, key: str) -> str:
         return str(self.root / key)
@@ -163,13 +165,16 @@ class LocalBackend:
         ]
 
     @contextlib.contextmanager
-    def locked(self, key: str, *, deadline: Deadline | None = None) -> Iterator[None]:
-        """Exclusive lock on `.{name}.lock` beside the file, waited for until `deadline`; then the
-        debris of killed writers in this folder and its siblings is removed (see the module)."""
+    def locked(
+        self, key: str, *, deadline: Deadline | None = None, wait: bool = True
+    ) -> Iterator[None]:
+        """Exclusive lock on `.{name}.lock` beside the file, waited for until `deadline` (`wait`
+        false: a `LockBusy` at once); then the debris of killed writers in this folder and its
+        siblings is removed (see the module)."""
         path = self.root / key
         lock_path = path.parent / f".{path.name}.lock"
         _make_folder(path.parent, path)
-        fd = locks.acquire(lock_path, deadline, str(path))
+        fd = locks.acquire(lock_path, deadline, str(path), wait=wait)
         try:
             sweep_siblings(self.root, path)
             yield

@@ -21,20 +21,23 @@ from pathlib import Path
 
 from ig_story_metrics.clock import Deadline
 from ig_story_metrics.errors import StorageError
+from ig_story_metrics.storage.backend import LockBusy
 
 FIRST_PAUSE_SECONDS = 0.005
 MAX_PAUSE_SECONDS = 0.1
 
 
-def acquire(lock_path: Path, deadline: Deadline | None, what: str) -> int:
-    """Hold `lock_path` (an open descriptor), waiting until the deadline; `what` names the file
-    the lock protects, for the error."""
+def acquire(lock_path: Path, deadline: Deadline | None, what: str, *, wait: bool = True) -> int:
+    """Hold `lock_path` (an open descriptor), waiting until the deadline (`wait` false: not at
+    all, a `LockBusy`); `what` names the file the lock protects, for the error."""
     pause = FIRST_PAUSE_SECONDS
     waited = 0.0
     while True:
         fd = try_acquire(lock_path)
         if fd is not None:
             return fd
+        if not wait:
+            raise LockBusy(f"cannot write {what} now: another writer holds its lock ({lock_path})")
         if deadline is not None and not deadline.allows(pause):
             raise StorageError(
                 f"cannot write {what}: another writer held its lock ({lock_path}) for the rest "
