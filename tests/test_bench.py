@@ -36,6 +36,29 @@ def test_the_median_run_is_a_real_run_and_the_spread_names_the_range() -> None:
     assert bench.median_run(runs[:2]).wall == 1.0  # of two, the faster
 
 
+def test_the_verdict_holds_each_size_to_all_its_targets_and_names_them() -> None:
+    """A fleet of 1,000 misses its target on CPU or memory as well as on wall time, and the line
+    says which targets it was held to; a size without targets gets no line."""
+    bench = _bench()
+
+    def figures(wall: float, cpu: float, rss: float, http: int = 1220) -> object:
+        return bench.Figures(wall, cpu, rss, http, 61000, 1000, 60000, 0.1, 0)
+
+    assert bench.verdict(1000, 20, 0.1, figures(13.0, 9.5, 160)) == (
+        True,
+        "  target 30.0 s wall, 10 s of CPU, 300 MB (and within 5 % of the bound): met",
+    )
+    for missed in (figures(13.0, 10.5, 160), figures(13.0, 9.5, 310), figures(31.0, 9.5, 160)):
+        met, line = bench.verdict(1000, 20, 0.1, missed)
+        assert not met
+        assert line.endswith("MISSED")
+    assert not bench.verdict(1000, 20, 0.1, figures(13.0, 9.5, 160, http=1290))[0]
+    assert bench.verdict(5, 20, 0.1, figures(0.7, 5.0, 500, http=7))[1].startswith(
+        "  target 0.8 s (and"
+    )
+    assert bench.verdict(7, 3, 0.1, figures(0.7, 0.5, 90, http=7)) == (True, "")
+
+
 def test_the_benchmark_runs_a_tiny_fleet_twice_with_its_baseline_and_a_sweep(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
