@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from ig_story_metrics.clock import Deadline
 from ig_story_metrics.graph.pools import MAX_CONNECTIONS, POOL_SIZE, Pools
 from ig_story_metrics.jobs import hourly
 from ig_story_metrics.jobs.capture import JUDGED_WRITES, SLOW_WAIT_SECONDS
@@ -255,6 +258,37 @@ def test_a_local_folder_is_written_on_the_runs_own_thread_until_its_writes_wait(
     assert all(name.startswith("lake-write") for name in threads[inline:])
 
 
+class _HeldFolder(_WatchedFolder):
+    """A local folder one of whose files' lock another writer holds from the start, and lets go
+    of a moment after a writer asks to wait for it; notes every lock asked for."""
+
+    def __init__(self, root: Path, key: str) -> None:
+        super().__init__(root, inline=True, pause=0.0)
+        self.key = key
+        path = root / key
+        self.lock_path = path.parent / f".{path.name}.lock"
+        self.lock_path.parent.mkdir(parents=True)
+        fd = locks.try_acquire(self.lock_path)
+        assert fd is not None
+        self.release = threading.Timer(0.2, locks.release, (fd, self.lock_path))
+        self.asked: list[tuple[str, str, bool]] = []
+
+    @contextlib.contextmanager
+    def locked(
+        self, key: str, *, deadline: Deadline | None = None, wait: bool = True
+    ) -> Iterator[None]:
+        self.asked.append((threading.current_thread().name, key, wait))
+        if key == self.key and wait and self.release.ident is None:
+            self.release.start()  # the other writer finishes while this one waits
+        with super().locked(key, deadline=deadline, wait=wait):
+            yield
+
+    def let_go(self) -> None:
+        if self.release.ident is None:  # nobody asked to wait: let go now
+            self.release.start()
+        self.release.join()
+
+
 @pytest.mark.parametrize("held", ["partition", "schema"])
 def test_an_inline_write_whose_lock_is_held_elsewhere_waits_for_it_in_a_thread(
     tmp_path: Path, held: str
@@ -264,23 +298,18 @@ def test_an_inline_write_whose_lock_is_held_elsewhere_waits_for_it_in_a_thread(
     wait too); the account's write goes to the run's threads, which wait, and stores its rows
     once. With the schema's lock held, the rows were already written on the run's thread: the
     append made again replaces them (the run's own rows), it does not double them."""
-    folder = _WatchedFolder(tmp_path / "lake", inline=True, pause=0.0)
     day = NOW.date()
     key = (table_key if held == "partition" else schema_key)(SNAPSHOTS, "fleet0003", day)
-    lock_path = folder.root / key
-    lock_path = lock_path.parent / f".{lock_path.name}.lock"
-    lock_path.parent.mkdir(parents=True)
-    fd = locks.try_acquire(lock_path)
-    assert fd is not None
-    release = threading.Timer(0.5, locks.release, (fd, lock_path))
-    release.start()
+    folder = _HeldFolder(tmp_path / "lake", key)
     try:
         report, _ = _fleet_run(tmp_path, 6, 3, lake=Lake(folder))
     finally:
-        release.join()
+        folder.let_go()
     assert report.exit_code == 0
     assert [a.stored_rows for a in report.accounts] == [3] * 6
     own = threading.current_thread().name
+    asked = [(thread == own, wait) for thread, k, wait in folder.asked if k == key]
+    assert asked == [(True, False), (False, True)]  # not waited for inline; waited for in the pool
     mine = [t for t, k in folder.writes if k == table_key(SNAPSHOTS, "fleet0003", day)]
     others = [t for t, k in folder.writes if "fleet0003" not in k]
     assert set(others) == {own}
@@ -295,4 +324,4 @@ def test_an_inline_write_whose_lock_is_held_elsewhere_waits_for_it_in_a_thread(
     assert stored.height == 3
     assert stored["story_id"].n_unique() == 3
     assert (folder.root / schema_key(SNAPSHOTS, "fleet0003", day)).is_file()
-    assert not lock_path.exists()
+    assert not folder.lock_path.exists()

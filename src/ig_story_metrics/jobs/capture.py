@@ -70,8 +70,9 @@ class Writes:
     backend whose writes cost CPU and not waits (a local folder: `Backend.inline`), on the event
     loop's own thread. A write handed to a thread makes the threads hand the interpreter over at
     each of its system calls (some 90 for an account's first write of the day): at 1,000 accounts
-    x 20 stories on 2 CPUs, 7 interleaved pairs of runs took 10.6-11.6 s of CPU inline against
-    12.0-13.3 s in 2 threads, with 41,000 context switches instead of 73,000, in the same time.
+    x 20 stories on 2 CPUs, 10 interleaved pairs of runs took 9.4-11.8 s of CPU inline against
+    10.6-13.3 s in 2 threads (each pair lower, by 0.6-2.6 s), with 41,000 voluntary context
+    switches instead of 73,000, in the same wall time.
 
     An inline write never waits on another writer: a lock held elsewhere (`LockBusy`) sends it
     to the pool, which waits for it. Once most of the last `JUDGED_WRITES` inline writes waited
