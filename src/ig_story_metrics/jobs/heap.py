@@ -8,9 +8,9 @@ made by the imports live until the exit, so they are frozen out of every later c
 objects are collected every 50,000 allocations instead of 700. Measured at 1,000 x 20 (the
 benchmark's simulator, the collections timed by `gc.callbacks`): 4.4 s -> 0.8 s at 20,000, peak
 RSS 164 -> 179 MB. 50,000 then took the collections of a run from 0.55-0.60 s to 0.26-0.33 s (3
-interleaved pairs; a young collection walks what the live answers hold, whatever the threshold,
-so fewer of them cost less), peak RSS 162-171 -> 168-181 MB; 100,000 took them to 0.14-0.21 s,
-but with 202 MB of peak RSS.
+interleaved pairs; timed one by one in one run each, the run's own collections were 7 instead of
+24: 0.27 s instead of 0.59 s), peak RSS 162-171 -> 168-181 MB; 100,000 took them to
+0.14-0.21 s, but with 202 MB of peak RSS.
 """
 
 from __future__ import annotations
