@@ -5,6 +5,8 @@ replaced whole, the same bytes on a re-run; write-once deliveries on both backen
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +14,7 @@ import polars as pl
 import pytest
 
 from ig_story_metrics.jobs.finalize import finalize
-from ig_story_metrics.jobs.webhooks import read_deliveries, store_delivery
+from ig_story_metrics.jobs.webhooks import account_deliveries, read_deliveries, store_delivery
 from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.model.final import STORY_FINAL
 from ig_story_metrics.model.snapshot import SNAPSHOTS, snapshot_row
@@ -185,3 +187,43 @@ def test_deliveries_of_several_days_are_read_with_one_listing(
     assert sorted(i.media_id for i in found) == ["m1", "m3"]
     assert len(listings) == 1
     assert read_deliveries(lake, "NPI", []) == []
+
+
+@pytest.mark.parametrize("where", ["local_lake", "gcs_lake"])
+def test_a_bucket_lists_the_accounts_deliveries_side_by_side(
+    where: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each account's deliveries take a listing: a bucket's are sent several at a time (a round
+    trip each; the final values of a fleet's run take a hundred accounts at a time), a local
+    folder's on the calling thread. Each listing here pauses 50 ms, as a bucket's round trip
+    would; the deliveries found are the same, each account's own, in the order asked."""
+    lake: Lake = request.getfixturevalue(where)
+    accounts = {f"A{n}": f"1784140000000010{n}" for n in range(6)}
+    for n, (name, user) in enumerate(accounts.items()):
+        body = delivery(f"m{n}", P, reach=n).replace(NPI.ig_user_id.encode(), user.encode())
+        store_delivery(lake, [Account(name, user)], body, P)
+    store_delivery(lake, [Account("A0", accounts["A0"])], delivery("npi", P, reach=9), P)
+    keys = lake.backend.keys
+    lock = threading.Lock()
+    state = {"now": 0, "peak": 0}
+    threads: set[int] = set()
+
+    def paused(prefix: str, **options: Any) -> list[str]:
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+            threads.add(threading.get_ident())
+        time.sleep(0.05)
+        try:
+            return keys(prefix, **options)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    monkeypatch.setattr(lake.backend, "keys", paused)
+    found = account_deliveries(lake, accounts, [P.date()])
+    assert [i.media_id for i in found] == [f"m{n}" for n in range(6)]  # not NPI's, under A0
+    if where == "gcs_lake":
+        assert state["peak"] > 1
+    else:
+        assert (state["peak"], threads) == (1, {threading.get_ident()})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -26,6 +27,7 @@ from ig_story_metrics.model.webhook import (
 )
 from ig_story_metrics.storage import Lake
 from ig_story_metrics.storage.blobs import get, put_once
+from ig_story_metrics.storage.scan import READERS
 
 log = logging.getLogger("ig_story_metrics.webhooks")
 
@@ -85,9 +87,22 @@ def account_deliveries(
     lake: Lake, accounts: Mapping[str, str], days: Iterable[date]
 ) -> list[StoryInsight]:
     """Deliveries of every account name in `accounts` (name -> ig_user_id), only the changes
-    whose entry belongs to that account (a batched delivery is stored under each of its accounts)."""
+    whose entry belongs to that account (a batched delivery is stored under each of its accounts),
+    in the order of `accounts`.
+
+    Each account's deliveries take a listing: on a bucket, a round trip each, so they are listed
+    `READERS` at a time (the final values of a fleet's run take a hundred accounts at a time:
+    with a pause of 30 ms per listing in the GCS emulator, 3.6 s for a hundred one at a time,
+    0.5 s side by side). A local folder's listing waits on no network: it is listed on the
+    calling thread."""
     wanted = list(days)
-    found: list[StoryInsight] = []
-    for name, user in accounts.items():
-        found += [i for i in read_deliveries(lake, name, wanted) if i.ig_user_id == user]
-    return found
+
+    def mine(item: tuple[str, str]) -> list[StoryInsight]:
+        name, user = item
+        return [i for i in read_deliveries(lake, name, wanted) if i.ig_user_id == user]
+
+    items = list(accounts.items())
+    if lake.backend.inline or len(items) < 2:
+        return [i for item in items for i in mine(item)]
+    with ThreadPoolExecutor(max_workers=min(READERS, len(items))) as pool:
+        return [i for part in pool.map(mine, items) for i in part]
