@@ -27,6 +27,7 @@ else:
 # Planning from the lake needs the account's last hourly listing to be at most this old: the hourly
 # run on the hour plus its own duration and slack; older (a slipped schedule), the sweep lists.
 PLAN_FRESH = timedelta(minutes=75)
+HOURLY = "hourly"  # the `capture` of the rows an hourly run takes
 # the columns a plan reads
 PLAN_COLUMNS = (
     "capture",
@@ -53,9 +54,15 @@ def due(stories: Iterable[Story], now: datetime, window: timedelta) -> list[Stor
 
 
 def hourly_rows(snapshots: pl.DataFrame) -> pl.DataFrame:
-    """The rows taken by hourly runs (files older than the `capture` column hold only those)."""
+    """The rows taken by hourly runs (files older than the `capture` column hold only those);
+    `_is_hourly` is the same rule on one value."""
     capture = pl.col("capture")
-    return snapshots.filter(capture.is_null() | (capture == "hourly"))
+    return snapshots.filter(capture.is_null() | (capture == HOURLY))
+
+
+def _is_hourly(capture: object) -> bool:
+    """Whether a row's `capture` says an hourly run took it: `hourly_rows`' rule, on one value."""
+    return capture is None or capture == HOURLY
 
 
 def plan_from_snapshots(
@@ -75,7 +82,7 @@ def plan_from_snapshots(
         for row in (
             dict(zip(PLAN_COLUMNS, values, strict=True)) for values in zip(*columns, strict=True)
         )
-        if row["capture"] in (None, "hourly")
+        if _is_hourly(row["capture"])
         and isinstance(row["fetched_at"], datetime)
         and row["fetched_at"] <= now
     ]
