@@ -22,13 +22,14 @@ from ig_story_metrics.report.terminal import render_run
 from ig_story_metrics.settings import Settings, load_accounts, resolve_tokens, select_accounts
 from ig_story_metrics.simulator import SimulatorServer, World
 from ig_story_metrics.simulator.world import SimStory
-from ig_story_metrics.storage import Lake, open_lake
+from ig_story_metrics.storage import Lake, StorageError, open_lake
 from ig_story_metrics.storage.layout import snapshot_key, snapshot_schema_key
 
 from .conftest import NOW, SECRET_TOKEN, env_for, make_server, run_cli, settings_for
 
 WINDOW = timedelta(minutes=12)
 MINUTE = timedelta(minutes=1)
+DAY = timedelta(days=1)
 
 
 @pytest.fixture
@@ -347,3 +348,48 @@ def test_a_plan_after_midnight_reads_both_days_and_takes_each_storys_last_row(
     from_yesterday = sweep.plan_account(lake, "NPI", early, WINDOW)
     assert from_yesterday is not None
     assert [s.id for s in from_yesterday] == ["old"]
+
+
+def test_accounts_planned_together_are_each_planned_as_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep plans its accounts a chunk at a time, their files read together: each account's
+    plan is the one its own files give (after midnight both days count: A4 listed only
+    yesterday), in the order of the accounts; one account's unreadable file is its own error,
+    not its chunk's."""
+    monkeypatch.setattr(sweep, "PLAN_CHUNK", 2)
+    lake = open_lake(str(tmp_path / "lake"))
+    midnight = datetime(2026, 11, 25, tzinfo=NOW.tzinfo)
+    now = midnight + 20 * MINUTE
+    names = [f"A{n}" for n in range(5)]
+    for n, name in enumerate(names):
+        for day, fetched in ((midnight - MINUTE, midnight - 50 * MINUTE), (midnight, midnight)):
+            if name == "A4" and day == midnight:
+                continue
+            rows = [
+                {"story_id": f"{name}-{day:%d}-{k}", "capture": "hourly", "run_id": f"{fetched}",
+                 "fetched_at": fetched, "posted_at": now - DAY + (k * 5 + n) * MINUTE}
+                for k in range(3)
+            ]  # fmt: skip
+            lake.append(SNAPSHOTS, name, day.date(), SNAPSHOTS.frame(rows))
+    broken = tmp_path / "lake" / snapshot_key("A2", midnight.date())
+    broken.write_bytes(b"not parquet")
+    plans = sweep.plan_accounts(lake, names, now, WINDOW)
+    due_ids = {  # expiring 5k + n minutes after now: due within 12 minutes, not at 0
+        "A0": ["A0-25-1", "A0-25-2"],
+        "A1": ["A1-25-0", "A1-25-1", "A1-25-2"],
+        "A3": ["A3-25-0", "A3-25-1"],
+        "A4": ["A4-24-0", "A4-24-1"],
+    }
+    assert len(plans) == len(names)
+    for name, plan in zip(names, plans, strict=True):
+        if name == "A2":
+            assert isinstance(plan, StorageError)
+            assert "not a readable Parquet file" in str(plan)
+            continue
+        assert isinstance(plan, list)
+        assert [s.id for s in plan] == due_ids[name]
+        frames = [
+            lake.read(SNAPSHOTS, name, day) for day in (midnight.date() - DAY, midnight.date())
+        ]
+        assert plan == plan_from_snapshots(pl.concat(frames), now, WINDOW)

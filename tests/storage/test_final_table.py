@@ -5,8 +5,6 @@ replaced whole, the same bytes on a re-run; write-once deliveries on both backen
 from __future__ import annotations
 
 import json
-import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +20,7 @@ from ig_story_metrics.model.story import Story
 from ig_story_metrics.storage import Lake
 from ig_story_metrics.storage.blobs import put_once
 from ig_story_metrics.storage.layout import table_key
+from tests.storage.overlap import paused
 
 NPI = Account("NPI", "17841400000000001")
 ACCOUNTS = {NPI.name: NPI.ig_user_id}
@@ -203,27 +202,10 @@ def test_a_bucket_lists_the_accounts_deliveries_side_by_side(
         body = delivery(f"m{n}", P, reach=n).replace(NPI.ig_user_id.encode(), user.encode())
         store_delivery(lake, [Account(name, user)], body, P)
     store_delivery(lake, [Account("A0", accounts["A0"])], delivery("npi", P, reach=9), P)
-    keys = lake.backend.keys
-    lock = threading.Lock()
-    state = {"now": 0, "peak": 0}
-    threads: set[int] = set()
-
-    def paused(prefix: str, **options: Any) -> list[str]:
-        with lock:
-            state["now"] += 1
-            state["peak"] = max(state["peak"], state["now"])
-            threads.add(threading.get_ident())
-        time.sleep(0.05)
-        try:
-            return keys(prefix, **options)
-        finally:
-            with lock:
-                state["now"] -= 1
-
-    monkeypatch.setattr(lake.backend, "keys", paused)
+    overlap = paused(monkeypatch, lake.backend, "keys")
     found = account_deliveries(lake, accounts, [P.date()])
     assert [i.media_id for i in found] == [f"m{n}" for n in range(6)]  # not NPI's, under A0
     if where == "gcs_lake":
-        assert state["peak"] > 1
+        assert overlap.peak > 1
     else:
-        assert (state["peak"], threads) == (1, {threading.get_ident()})
+        assert overlap.on_caller_thread_alone()

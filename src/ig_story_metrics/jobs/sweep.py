@@ -34,9 +34,11 @@ from ig_story_metrics.redact import scrub
 from ig_story_metrics.report.models import RunReport
 from ig_story_metrics.settings import Settings
 from ig_story_metrics.storage import Lake
+from ig_story_metrics.storage.scan import read_partitions
 
 # A sweep starts every 10 minutes: it must be over well before the next one.
 SWEEP_BUDGET_SECONDS = 240.0
+PLAN_CHUNK = 100  # accounts planned together: their files read at once, dropped once planned
 Plan = Literal["lake", "list"]
 
 
@@ -100,13 +102,14 @@ async def _plans(
 ) -> dict[str, list[Story] | str | None]:
     """Per account: the due stories planned from the lake, None (not fresh: list), or why the
     lake could not be read (a warning: list)."""
-    found = await asyncio.gather(
-        *(asyncio.to_thread(plan_account, lake, a.name, now, window) for a in accounts),
-        return_exceptions=True,
-    )
+    names = [account.name for account in accounts]
+    try:
+        found = await asyncio.to_thread(plan_accounts, lake, names, now, window)
+    except Exception as exc:  # a bug of ours: every account lists, and says why
+        found = [exc] * len(names)
     plans: dict[str, list[Story] | str | None] = {}
     for account, result in zip(accounts, found, strict=True):
-        if isinstance(result, BaseException):
+        if isinstance(result, Exception):
             reason = scrub(str(result)) or type(result).__name__
             plans[account.name] = (
                 f"could not plan the sweep from the lake ({reason}): listed instead"
@@ -118,11 +121,40 @@ async def _plans(
 
 def plan_account(lake: Lake, account: str, now: datetime, window: timedelta) -> list[Story] | None:
     """The account's due stories from its latest hourly listing in the lake (None: list)."""
-    days = sorted({(now - PLAN_FRESH).date(), now.date()})
-    frames = [lake.read(SNAPSHOTS, account, day) for day in days]
-    if len(frames) > 1:  # the first 75 minutes of a UTC day: yesterday's file too
-        frames = [pl.concat([frame.select(PLAN_COLUMNS) for frame in frames])]
-    return plan_from_snapshots(frames[0], now, window)
+    plan = plan_accounts(lake, [account], now, window)[0]
+    if isinstance(plan, Exception):
+        raise plan
+    return plan
+
+
+def plan_accounts(
+    lake: Lake, accounts: Sequence[str], now: datetime, window: timedelta
+) -> list[list[Story] | Exception | None]:
+    """`plan_account` of each account, or the error that stopped it (that account's alone).
+    PLAN_CHUNK accounts' files are read together (`storage.scan.read_partitions`: one Polars
+    query decodes them), and dropped once planned."""
+    days = sorted({(now - PLAN_FRESH).date(), now.date()})  # before 01:15 UTC: yesterday's too
+    plans: list[list[Story] | Exception | None] = []
+    for start in range(0, len(accounts), PLAN_CHUNK):
+        chunk = accounts[start : start + PLAN_CHUNK]
+        found = iter(read_partitions(lake, SNAPSHOTS, [(a, day) for a in chunk for day in days]))
+        for _ in chunk:
+            plans.append(_plan([next(found) for _ in days], now, window))
+    return plans
+
+
+def _plan(
+    frames: list[pl.DataFrame | Exception], now: datetime, window: timedelta
+) -> list[Story] | Exception | None:
+    try:
+        read = [frame for frame in frames if isinstance(frame, pl.DataFrame)]
+        if len(read) < len(frames):
+            return next(frame for frame in frames if isinstance(frame, Exception))
+        if len(read) > 1:
+            read = [pl.concat([frame.select(PLAN_COLUMNS) for frame in read])]
+        return plan_from_snapshots(read[0], now, window)
+    except Exception as exc:  # an odd file is its account's warning, never the sweep's end
+        return exc
 
 
 def _source(stories: list[Story]) -> StorySource:

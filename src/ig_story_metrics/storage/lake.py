@@ -253,9 +253,18 @@ class Lake:
         empty frame of the table's schema when there is no file)."""
         key = table_key(table, account, day)
         data, _ = self.backend.read(key)
+        return self.decode(table, key, data)
+
+    def decode(
+        self, table: Table, key: str, data: bytes | None, stored: pl.DataFrame | None = None
+    ) -> pl.DataFrame:
+        """The bytes of `key` (None: no file) as `read` gives them; `stored`: the frame Polars
+        already decoded from them (`storage.scan.read_partitions`)."""
         if data is None:
             return table.frame([])
-        stored, problem = _parse(data)
+        problem = ""
+        if stored is None:
+            stored, problem = _parse(data)
         if stored is None:
             raise StorageError(
                 f"{self.url(key)} is not a readable Parquet file of {table.name} ({problem})"

@@ -2,11 +2,13 @@
 
 Accounts are found in the lake itself (the folders under `Instagram/`), so an audit needs no
 accounts file. Files older than a column read it as null (`Table.conform`); a day without a file
-is simply absent. Reads go through `Lake.read`, so a local folder and a bucket read alike.
+is simply absent. Reads go through the lake's backend and `Lake.decode`, so a local folder and a
+bucket read alike, and many files at once (`read_partitions`) as `Lake.read` reads one.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
@@ -14,7 +16,9 @@ from typing import TYPE_CHECKING
 
 from ig_story_metrics.model.accounts import account_name_problem
 from ig_story_metrics.model.snapshot import SNAPSHOTS
+from ig_story_metrics.model.table import Table
 from ig_story_metrics.storage.lake import Lake
+from ig_story_metrics.storage.layout import table_key
 
 if TYPE_CHECKING:
     import polars as pl
@@ -23,6 +27,7 @@ else:
 
 ROOT = "Instagram"
 READERS = 8  # parallel reads: a bucket answers each object in tens of milliseconds
+PARSE_CHUNK = 200  # files decoded by one Polars query (their bytes are held until it is done)
 
 
 def snapshot_accounts(lake: Lake) -> list[str]:
@@ -49,11 +54,65 @@ def read_snapshots(
     parts = [(name, day) for name in names for day in sorted(set(days))]
     held = known or {}
     todo = [part for part in parts if part not in held]
-    if len(todo) > 1:
-        with ThreadPoolExecutor(max_workers=READERS) as pool:
-            frames = pool.map(lambda part: lake.read(SNAPSHOTS, *part), todo)
-            read = dict(zip(todo, frames, strict=True))
-    else:  # one file (an account's yesterday): no pool to start
-        read = {part: lake.read(SNAPSHOTS, *part) for part in todo}
-    found = [held[part] if part in held else read[part] for part in parts]
+    read = dict(zip(todo, read_partitions(lake, SNAPSHOTS, todo), strict=True))
+    found: list[pl.DataFrame] = []
+    for part in parts:
+        frame = held[part] if part in held else read[part]
+        if isinstance(frame, Exception):
+            raise frame
+        found.append(frame)
     return pl.concat([SNAPSHOTS.frame([]), *found], how="vertical")
+
+
+def read_partitions(
+    lake: Lake, table: Table, parts: Sequence[tuple[str, date]]
+) -> list[pl.DataFrame | Exception]:
+    """Each partition (account, day) of `table` as `Lake.read` gives it, or the error reading it
+    raised, in the order asked: a file that cannot be read or decoded fails only its own part.
+
+    A bucket's objects are fetched READERS at a time (a folder's files one after another, on this
+    thread). Each PARSE_CHUNK files are decoded by one Polars query (`pl.collect_all`): 0.7 ms a
+    file of 20 rows, against 1.5 ms read one by one (1,000 files of a sweep). When that query
+    fails (a file that is not Parquet), each file of the chunk is decoded alone."""
+    found: list[pl.DataFrame | Exception] = []
+    for start in range(0, len(parts), PARSE_CHUNK):
+        keys = [table_key(table, *part) for part in parts[start : start + PARSE_CHUNK]]
+        found.extend(_decoded(lake, table, keys, _fetched(lake, keys)))
+    return found
+
+
+def _fetched(lake: Lake, keys: list[str]) -> list[bytes | Exception | None]:
+    def fetch(key: str) -> bytes | Exception | None:
+        try:
+            return lake.backend.read(key)[0]
+        except Exception as exc:  # the part's own error, raised by its reader
+            return exc
+
+    if lake.backend.inline or len(keys) < 2:
+        return [fetch(key) for key in keys]
+    with ThreadPoolExecutor(max_workers=READERS) as pool:
+        return list(pool.map(fetch, keys))
+
+
+def _decoded(
+    lake: Lake, table: Table, keys: list[str], fetched: list[bytes | Exception | None]
+) -> list[pl.DataFrame | Exception]:
+    files = [data for data in fetched if isinstance(data, bytes)]
+    try:
+        frames: Iterable[pl.DataFrame | None] = pl.collect_all(
+            [pl.scan_parquet(io.BytesIO(data)) for data in files]
+        )
+    except Exception:  # polars raises several types: each file alone, below
+        frames = [None] * len(files)
+    stored = iter(frames)
+    decoded: list[pl.DataFrame | Exception] = []
+    for key, data in zip(keys, fetched, strict=True):
+        if isinstance(data, Exception):
+            decoded.append(data)
+            continue
+        frame = next(stored) if data is not None else None
+        try:
+            decoded.append(lake.decode(table, key, data, frame))
+        except Exception as exc:  # the part's own error, raised by its reader
+            decoded.append(exc)
+    return decoded
