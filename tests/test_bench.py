@@ -27,12 +27,14 @@ def _bench() -> ModuleType:
 def test_the_median_run_is_a_real_run_and_the_spread_names_the_range() -> None:
     bench = _bench()
     runs = [
-        bench.Figures(w, c, 100.0, 7, 305, 5, 300, 0.1, 0)
-        for w, c in ((1.4, 1.1), (1.0, 0.8), (1.2, 0.9))
+        bench.Figures(w, c, 100.0, 7, 305, 5, 300, 0.1, 0, kernel=k)
+        for w, c, k in ((1.4, 1.1, 0.3), (1.0, 0.8, 0.1), (1.2, 0.9, 0.2))
     ]
     middle = bench.median_run(runs)
     assert (middle.wall, middle.cpu) == (1.2, 0.9)
-    assert "wall 1.00-1.40 s, CPU 0.80-1.10 s" in bench.spread(runs)
+    assert "wall 1.00-1.40 s, CPU 0.80-1.10 s, 0.10-0.30 s of it in the kernel" in bench.spread(
+        runs
+    )
     assert bench.median_run(runs[:2]).wall == 1.0  # of two, the faster
 
 
