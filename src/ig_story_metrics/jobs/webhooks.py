@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -27,7 +26,7 @@ from ig_story_metrics.model.webhook import (
 )
 from ig_story_metrics.storage import Lake
 from ig_story_metrics.storage.blobs import get, put_once
-from ig_story_metrics.storage.scan import READERS
+from ig_story_metrics.storage.scan import side_by_side
 
 log = logging.getLogger("ig_story_metrics.webhooks")
 
@@ -90,19 +89,14 @@ def account_deliveries(
     whose entry belongs to that account (a batched delivery is stored under each of its accounts),
     in the order of `accounts`.
 
-    Each account's deliveries take a listing: on a bucket, a round trip each, so they are listed
-    `READERS` at a time (the final values of a fleet's run take a hundred accounts at a time:
-    with a pause of 30 ms per listing in the GCS emulator, 3.6 s for a hundred one at a time,
-    0.5 s side by side). A local folder's listing waits on no network: it is listed on the
-    calling thread."""
+    Each account's deliveries take a listing, a round trip each on a bucket: they are listed side
+    by side (`storage.scan.side_by_side`; the final values of a fleet's run take a hundred
+    accounts at a time: with a pause of 30 ms per listing in the GCS emulator, 3.6 s for a
+    hundred one at a time, 0.5 s side by side), a local folder's on the calling thread."""
     wanted = list(days)
 
     def mine(item: tuple[str, str]) -> list[StoryInsight]:
         name, user = item
         return [i for i in read_deliveries(lake, name, wanted) if i.ig_user_id == user]
 
-    items = list(accounts.items())
-    if lake.backend.inline or len(items) < 2:
-        return [i for item in items for i in mine(item)]
-    with ThreadPoolExecutor(max_workers=min(READERS, len(items))) as pool:
-        return [i for part in pool.map(mine, items) for i in part]
+    return [i for part in side_by_side(lake, mine, list(accounts.items())) for i in part]

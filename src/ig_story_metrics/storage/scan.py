@@ -9,10 +9,10 @@ bucket read alike, and many files at once (`read_partitions`) as `Lake.read` rea
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ig_story_metrics.model.accounts import account_name_problem
 from ig_story_metrics.model.snapshot import SNAPSHOTS
@@ -31,6 +31,8 @@ READERS = 8  # parallel reads: a bucket answers each object in tens of milliseco
 # (0.47-0.54 ms a file of 20 rows), and a sweep of 1,000 accounts peaked at 173-178 MB of RSS
 # (one query per file: 168-175 MB; 200 a query: 222-225 MB).
 PARSE_CHUNK = 50
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def snapshot_accounts(lake: Lake) -> list[str]:
@@ -85,6 +87,16 @@ def read_partitions(
     return found
 
 
+def side_by_side(lake: Lake, work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """`work` on each item, the results in the order of the items: on a bucket READERS at a
+    time (each waits on a round trip), on a local folder one after another on the calling thread
+    (nothing to wait on there)."""
+    if lake.backend.inline or len(items) < 2:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(READERS, len(items))) as pool:
+        return list(pool.map(work, items))
+
+
 def _fetched(lake: Lake, keys: list[str]) -> list[bytes | Exception | None]:
     def fetch(key: str) -> bytes | Exception | None:
         try:
@@ -92,10 +104,7 @@ def _fetched(lake: Lake, keys: list[str]) -> list[bytes | Exception | None]:
         except Exception as exc:  # the part's own error, raised by its reader
             return exc
 
-    if lake.backend.inline or len(keys) < 2:
-        return [fetch(key) for key in keys]
-    with ThreadPoolExecutor(max_workers=READERS) as pool:
-        return list(pool.map(fetch, keys))
+    return side_by_side(lake, fetch, keys)
 
 
 def _decoded(
