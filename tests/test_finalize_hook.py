@@ -3,6 +3,7 @@ a failure there is logged without failing the run; `ig-story-metrics finalize` o
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import Counter
@@ -16,6 +17,7 @@ from ig_story_metrics.clock import Deadline
 from ig_story_metrics.jobs import finalize as finalize_module
 from ig_story_metrics.jobs import hourly, sweep
 from ig_story_metrics.jobs.finalize import finalize
+from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.model.snapshot import SNAPSHOTS, snapshot_row
 from ig_story_metrics.model.story import Story
 from ig_story_metrics.settings import load_accounts, load_settings, resolve_tokens, select_accounts
@@ -156,3 +158,36 @@ def test_the_hook_takes_the_partition_just_written_and_reads_only_yesterday(
         rebuilt = finalize(lake, {"NPI": SEED_ACCOUNTS["NPI"]}, NOW, days=1)
     assert rebuilt.written == []  # the hook had written the same bytes already
     assert hooked["story_id"].to_list() == ["expired-1"]
+
+
+@pytest.mark.parametrize("stored", [False, True])
+def test_a_settled_account_is_finalized_again_only_when_the_run_stores_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stored: bool
+) -> None:
+    """`settle()` finalizes an account before the run; the run's "nothing stored" for it then
+    costs nothing more, but rows stored for it after all are finalized again, from the partition
+    just written. Both land in the one result `finish()` gives."""
+    calls: list[list[str]] = []
+    real = finalize_module.finalize
+
+    def counting(lake: Lake, accounts: dict[str, str], *args: object, **kw: object) -> object:
+        calls.append(sorted(accounts))
+        return real(lake, accounts, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(finalize_module, "finalize", counting)
+    seed_expired_story(tmp_path / "lake")
+    npi = Account("NPI", SEED_ACCOUNTS["NPI"])
+    with open_lake(str(tmp_path / "lake")) as lake:
+        hook = finalize_module.Finals(lake, frozen())
+        hook.settle({"NPI": npi.ig_user_id}, {})
+        written = lake.read(SNAPSHOTS, "NPI", NOW.date()) if stored else None
+
+        async def the_run() -> finalize_module.FinalizeResult | None:
+            hook.after_store(npi, NOW.date(), written)
+            return await hook.finish()
+
+        result = asyncio.run(the_run())
+    assert calls == [["NPI"], ["NPI"]] if stored else [["NPI"]]
+    assert result is not None
+    assert result.stories == (2 if stored else 1)  # each finalize counts the expired story
+    assert hook.failed == 0

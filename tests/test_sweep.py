@@ -4,8 +4,10 @@ the client speaks HTTP to the simulator on loopback, the rows land in a real loc
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -14,18 +16,20 @@ from rich.console import Console
 
 from ig_story_metrics.clock import VirtualClock
 from ig_story_metrics.jobs import hourly, sweep
+from ig_story_metrics.jobs.finalize import finalize
 from ig_story_metrics.model.expiry import due, plan_from_snapshots
 from ig_story_metrics.model.snapshot import SNAPSHOTS
 from ig_story_metrics.model.story import Story
 from ig_story_metrics.report.models import RunReport
 from ig_story_metrics.report.terminal import render_run
 from ig_story_metrics.settings import Settings, load_accounts, resolve_tokens, select_accounts
-from ig_story_metrics.simulator import SimulatorServer, World
+from ig_story_metrics.simulator import SEED_ACCOUNTS, SimulatorServer, World
 from ig_story_metrics.simulator.world import SimStory
 from ig_story_metrics.storage import Lake, StorageError, open_lake
 from ig_story_metrics.storage.layout import snapshot_key, snapshot_schema_key
 
 from .conftest import NOW, SECRET_TOKEN, env_for, make_server, run_cli, settings_for
+from .test_finalize_hook import FINAL, POSTED, CountingBackend, seed_expired_story
 
 WINDOW = timedelta(minutes=12)
 MINUTE = timedelta(minutes=1)
@@ -393,3 +397,84 @@ def test_accounts_planned_together_are_each_planned_as_alone(
             lake.read(SNAPSHOTS, name, day) for day in (midnight.date() - DAY, midnight.date())
         ]
         assert plan == plan_from_snapshots(pl.concat(frames), now, WINDOW)
+
+
+def test_accounts_with_nothing_due_go_to_idle_with_the_frames_their_plan_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`idle` gets, chunk by chunk, exactly the accounts whose plan is empty, each with the files
+    (both days after midnight) its plan was made from; an account with stories due or an
+    unreadable file is not among them."""
+    monkeypatch.setattr(sweep, "PLAN_CHUNK", 2)
+    lake = open_lake(str(tmp_path / "lake"))
+    midnight = datetime(2026, 11, 25, tzinfo=NOW.tzinfo)
+    now = midnight + 20 * MINUTE
+    days = (midnight.date() - DAY, midnight.date())
+    expiring = {"due": 5, "idle1": 90, "idle2": 300, "broken": 300}  # minutes after now
+    for name, minutes in expiring.items():
+        rows = [
+            {"story_id": f"{name}-1", "capture": "hourly", "run_id": "r", "fetched_at": fetched,
+             "posted_at": now - DAY + minutes * MINUTE}
+            for fetched in (midnight - 50 * MINUTE, midnight)
+        ]  # fmt: skip
+        for day, part in zip(days, rows, strict=True):
+            lake.append(SNAPSHOTS, name, day, SNAPSHOTS.frame([part]))
+    (tmp_path / "lake" / snapshot_key("broken", days[0])).write_bytes(b"not parquet")
+    given: list[dict[tuple[str, date], pl.DataFrame]] = []
+    plans = sweep.plan_accounts(lake, list(expiring), now, WINDOW, given.append)
+    assert [p if isinstance(p, list | None) else "error" for p in plans][1:] == [[], [], "error"]
+    assert [sorted(g) for g in given] == [  # chunks: (due, idle1), (idle2, broken)
+        [("idle1", days[0]), ("idle1", days[1])],
+        [("idle2", days[0]), ("idle2", days[1])],
+    ]
+    for known in given:
+        for (name, day), frame in known.items():
+            assert frame.equals(lake.read(SNAPSHOTS, name, day))
+
+
+def test_a_sweep_with_nothing_due_finalizes_from_the_files_its_plan_read(
+    jobs: Jobs, sim: SimulatorServer
+) -> None:
+    """A sweep with nothing due builds the final values from the files its plan read: each
+    account's day file is read once by the whole sweep (and yesterday's once, by the final
+    values), and the final table is the one `finalize` builds (it was removed before the sweep,
+    so the sweep wrote it)."""
+    moment = empty_moment(sim.simulator.world, NOW)
+    root = Path(jobs.settings.storage_url)
+    seed_expired_story(root)
+    jobs.hourly(moment.replace(minute=0))
+    final = root / FINAL.format(POSTED.date())
+    assert final.exists()  # the hourly run's hook
+    shutil.rmtree(root / "tables")
+    backend = CountingBackend(root)
+    jobs.clock.set(moment)
+    report = sweep.run(
+        jobs.settings, jobs.accounts, jobs.tokens, lake=Lake(backend), clock=jobs.clock
+    )
+    assert report.ok
+    assert all(a.planned_from == "lake" and a.stored_rows == 0 for a in report.accounts)
+    for account in SEED_ACCOUNTS:
+        assert backend.reads[snapshot_key(account, moment.date())] == 1
+        assert backend.reads[snapshot_key(account, moment.date() - DAY)] == 1
+    assert pl.read_parquet(final)["story_id"].to_list() == ["expired-1"]
+    ids = {a.name: a.ig_user_id for a in jobs.accounts}
+    assert finalize(jobs.lake, ids, moment, days=1).written == []
+
+
+def test_a_failing_finalize_of_the_accounts_with_nothing_due_never_fails_the_sweep(
+    jobs: Jobs, sim: SimulatorServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`tables` is a file: the final values of the accounts with nothing due cannot be written;
+    the sweep is ok and one ERROR line (no traceback) counts every account."""
+    moment = empty_moment(sim.simulator.world, NOW)
+    root = Path(jobs.settings.storage_url)
+    seed_expired_story(root)
+    jobs.hourly(moment.replace(minute=0))
+    shutil.rmtree(root / "tables")
+    (root / "tables").write_text("in the way")
+    with caplog.at_level(logging.ERROR, logger="ig_story_metrics.finalize"):
+        report = jobs.sweep(moment)
+    assert report.ok
+    (failed,) = [r for r in caplog.records if getattr(r, "event", None) == "finalize_failed"]
+    assert failed.exc_info is None
+    assert f"({len(SEED_ACCOUNTS)} accounts without final values)" in failed.getMessage()

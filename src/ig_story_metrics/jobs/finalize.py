@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -133,20 +134,29 @@ class Finals:
     data changed are written, each hundred's writes bounded by HOOK_BUDGET_SECONDS. An account
     whose rows were not stored has none (the bucket is failing: the answer must not wait on it
     again). A failure is an ERROR in the log, never the run's: the next run tries again, and
-    `ig-story-metrics finalize` rebuilds any range. `finish()` waits for them all, logs one line."""
+    `ig-story-metrics finalize` rebuilds any range. `finish()` waits for them all, logs one line.
+
+    `settle()` finalizes accounts before the run, from partitions its caller has read already (a
+    sweep's accounts with nothing due, from the files their plan read): the run then leaves them
+    alone unless it stores rows for them after all."""
 
     def __init__(self, lake: Lake, clock: Callable[[], datetime]) -> None:
         self._lake = lake
         self._clock = clock
         self._ready: list[tuple[Account, date, pl.DataFrame | None]] = []
         self._pending: set[asyncio.Task[None]] = set()
+        self._settled: set[str] = set()
+        self._recording = threading.Lock()  # settle() records from a worker thread
         self.result: FinalizeResult | None = None
         self.failed = 0
         self._first: Exception | None = None
 
     def after_store(self, account: Account, day: date, written: pl.DataFrame | None) -> None:
         """The account's rows are stored: `written` is its partition of `day` as stored (None:
-        the run stored nothing for it, the lake has what there is)."""
+        the run stored nothing for it, the lake has what there is; nothing to do when `settle()`
+        took the account already)."""
+        if written is None and account.name in self._settled:
+            return
         self._ready.append((account, day, written))
         if len(self._ready) >= HOOK_CHUNK:
             self._start()
@@ -158,26 +168,45 @@ class Finals:
             self._pending.add(task)  # held until done: the loop keeps only weak references
             task.add_done_callback(self._pending.discard)
 
+    def settle(
+        self, accounts: Mapping[str, str], known: Mapping[tuple[str, date], pl.DataFrame]
+    ) -> None:
+        """Finalize `accounts` (name -> ig_user_id) now, in the calling thread, from `known` (their
+        partitions in hand, by (account, day)) and what else the lake holds. Before the run
+        starts; a failure is recorded for `finish()`, never raised."""
+        if accounts:
+            self._settled.update(accounts)
+            self._record(len(accounts), self._finalize(dict(accounts), known))
+
     async def _chunk(self, chunk: list[tuple[Account, date, pl.DataFrame | None]]) -> None:
         known = {(a.name, day): frame for a, day, frame in chunk if frame is not None}
+        accounts = {a.name: a.ig_user_id for a, _, _ in chunk}
+        self._record(len(chunk), await asyncio.to_thread(self._finalize, accounts, known))
+
+    def _finalize(
+        self, accounts: dict[str, str], known: Mapping[tuple[str, date], pl.DataFrame]
+    ) -> FinalizeResult | Exception:
         try:
-            found = await asyncio.to_thread(
-                finalize,
+            return finalize(
                 self._lake,
-                {a.name: a.ig_user_id for a, _, _ in chunk},
+                accounts,
                 self._clock(),
                 1,
                 deadline=Deadline(HOOK_BUDGET_SECONDS),
                 known=known,
             )
         except Exception as exc:  # the lake's fault, or a bug of ours: in finish()'s log line
-            self.failed += len(chunk)
-            self._first = self._first or exc
-            return
-        if self.result is None:
-            self.result = found
-        else:
-            self.result.absorb(found)
+            return exc
+
+    def _record(self, accounts: int, found: FinalizeResult | Exception) -> None:
+        with self._recording:
+            if isinstance(found, Exception):
+                self.failed += accounts
+                self._first = self._first or found
+            elif self.result is None:
+                self.result = found
+            else:
+                self.result.absorb(found)
 
     async def finish(self) -> FinalizeResult | None:
         """Wait for every account's final values; log what they did (never raises)."""

@@ -69,11 +69,11 @@ async def capture_async(
     select: StoryFilter | None = None,
     capture: Capture = "hourly",
     sources: Mapping[str, StorySource] | None = None,
-    finals: bool = False,
+    finals: bool | finalize.Finals = False,
 ) -> RunReport:
     """One run over `accounts`; every failure is in the report (`StorageError` only for a bad
     STORAGE_URL; no token: the account fails without a call to Meta). The sweep passes `select`,
-    `capture="sweep"` and `sources` (its plan). `finals`: `finalize.Finals` as well."""
+    `capture="sweep"`, `sources` (its plan), its `finalize.Finals` (True: the run's own)."""
     started, fetched_at = time.monotonic(), clock().astimezone(UTC)
     budget = Deadline(settings.run_budget_seconds)
     ctx = _context(settings, run_id or new_run_id(fetched_at), fetched_at, budget, capture)
@@ -189,14 +189,14 @@ async def _archiving(
 
 @contextlib.asynccontextmanager
 async def _finalizing(
-    on: bool, lake: Lake, ctx: RunContext, clock: Clock
+    on: bool | finalize.Finals, lake: Lake, ctx: RunContext, clock: Clock
 ) -> AsyncIterator[RunContext]:
-    """The run's context with its final-values hook (jobs/finalize.Finals) when `on`; at the end,
-    waits for the accounts' final values (before the lake is closed)."""
-    if not on:
+    """The run's context with its final-values hook (jobs/finalize.Finals, or the one given) when
+    `on`; at the end, waits for the accounts' final values (before the lake is closed)."""
+    if on is False:
         yield ctx
         return
-    hook = finalize.Finals(lake, clock)
+    hook = on if isinstance(on, finalize.Finals) else finalize.Finals(lake, clock)
     try:
         yield replace(ctx, finals=hook.after_store)
     finally:

@@ -8,13 +8,17 @@ fresh (`model.expiry.plan_from_snapshots`: no listing call at all), else from th
 with nothing due writes nothing (and makes no call, or only the listing calls). Containment,
 retries and the report are the hourly run's (`jobs/capture.py`); a plan that cannot be read is a
 warning and the account lists instead. Its budget fits a 10-minute schedule.
+
+The final values (`jobs/finalize.Finals`) of an account with nothing due are built as it is
+planned, from the files its plan has just read, before any account is captured: most accounts
+have nothing due in most sweeps, and their day's file is then read once a sweep, not twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime, timedelta
 from typing import Literal
 
 import polars as pl
@@ -24,6 +28,7 @@ from ig_story_metrics.clock import Clock, utc_now
 from ig_story_metrics.graph.client import GraphClient, Session, Transport
 from ig_story_metrics.graph.retry import RetryPolicy
 from ig_story_metrics.graph.stories import Listing
+from ig_story_metrics.jobs import finalize
 from ig_story_metrics.jobs.capture import StorySource
 from ig_story_metrics.jobs.hourly import capture_async, lake_for
 from ig_story_metrics.model.accounts import Account
@@ -61,9 +66,10 @@ async def sweep_async(
     window = timedelta(minutes=settings.sweep_window_minutes)
     opened = lake or lake_for(settings)
     try:
+        hook = finalize.Finals(opened, clock) if finals else None
         plans: dict[str, list[Story] | str | None] = {}
         if plan == "lake":
-            plans = await _plans(opened, accounts, now, window)
+            plans = await _plans(opened, accounts, now, window, hook)
         sources = {name: _source(p) for name, p in plans.items() if isinstance(p, list)}
         report = await capture_async(
             sweep_settings(settings),
@@ -77,7 +83,7 @@ async def sweep_async(
             select=lambda stories: due(stories, now, window),
             capture="sweep",
             sources=sources,
-            finals=finals,
+            finals=hook or False,
         )
     finally:
         if lake is None:
@@ -98,13 +104,24 @@ def sweep_settings(settings: Settings) -> Settings:
 
 
 async def _plans(
-    lake: Lake, accounts: Sequence[Account], now: datetime, window: timedelta
+    lake: Lake,
+    accounts: Sequence[Account],
+    now: datetime,
+    window: timedelta,
+    hook: finalize.Finals | None,
 ) -> dict[str, list[Story] | str | None]:
     """Per account: the due stories planned from the lake, None (not fresh: list), or why the
-    lake could not be read (a warning: list)."""
+    lake could not be read (a warning: list). With `hook`, the accounts with nothing due are
+    settled as they are planned (their final values)."""
     names = [account.name for account in accounts]
+    ids = {account.name: account.ig_user_id for account in accounts}
+
+    def settle(known: dict[tuple[str, date], pl.DataFrame]) -> None:
+        if hook is not None:
+            hook.settle({name: ids[name] for name, _ in known}, known)
+
     try:
-        found = await asyncio.to_thread(plan_accounts, lake, names, now, window)
+        found = await asyncio.to_thread(plan_accounts, lake, names, now, window, settle)
     except Exception as exc:  # a bug of ours: every account lists, and says why
         found = [exc] * len(names)
     plans: dict[str, list[Story] | str | None] = {}
@@ -128,18 +145,33 @@ def plan_account(lake: Lake, account: str, now: datetime, window: timedelta) -> 
 
 
 def plan_accounts(
-    lake: Lake, accounts: Sequence[str], now: datetime, window: timedelta
+    lake: Lake,
+    accounts: Sequence[str],
+    now: datetime,
+    window: timedelta,
+    idle: Callable[[dict[tuple[str, date], pl.DataFrame]], None] | None = None,
 ) -> list[list[Story] | Exception | None]:
     """`plan_account` of each account, or the error that stopped it (that account's alone).
     PLAN_CHUNK accounts' files are read together (`storage.scan.read_partitions`: one Polars
-    query decodes them), and dropped once planned."""
+    query decodes them), and dropped once planned; `idle` is first given those of the chunk's
+    accounts with nothing due, by (account, day)."""
     days = sorted({(now - PLAN_FRESH).date(), now.date()})  # before 01:15 UTC: yesterday's too
     plans: list[list[Story] | Exception | None] = []
     for start in range(0, len(accounts), PLAN_CHUNK):
         chunk = accounts[start : start + PLAN_CHUNK]
         found = iter(read_partitions(lake, SNAPSHOTS, [(a, day) for a in chunk for day in days]))
-        for _ in chunk:
-            plans.append(_plan([next(found) for _ in days], now, window))
+        nothing_due: dict[tuple[str, date], pl.DataFrame] = {}
+        for account in chunk:
+            frames = [next(found) for _ in days]
+            plans.append(_plan(frames, now, window))
+            if plans[-1] == []:  # then every frame was read
+                nothing_due.update(
+                    ((account, day), frame)
+                    for day, frame in zip(days, frames, strict=True)
+                    if isinstance(frame, pl.DataFrame)
+                )
+        if idle is not None and nothing_due:
+            idle(nothing_due)
     return plans
 
 
