@@ -478,3 +478,28 @@ def test_a_failing_finalize_of_the_accounts_with_nothing_due_never_fails_the_swe
     (failed,) = [r for r in caplog.records if getattr(r, "event", None) == "finalize_failed"]
     assert failed.exc_info is None
     assert f"({len(SEED_ACCOUNTS)} accounts without final values)" in failed.getMessage()
+
+
+def test_a_story_expiring_just_before_midnight_gets_its_final_row_after_midnight(
+    jobs: Jobs, sim: SimulatorServer
+) -> None:
+    """A story that expires after the day's last sweep and before midnight is final by the first
+    run after midnight: the hooks' final values cover the expiries since the previous run, which
+    can be yesterday's."""
+    world = sim.simulator.world
+    late = next(
+        s
+        for a in world.accounts
+        for s in stories_around(world, a, NOW, 72)
+        if s.expires_at > NOW + DAY and s.expires_at.hour == 23 and s.expires_at.minute >= 10
+    )
+    midnight = (late.expires_at + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+    jobs.hourly(midnight - timedelta(hours=1))
+    assert jobs.sweep(late.expires_at - 3 * MINUTE).ok  # the story is due: its last snapshot
+    jobs.hourly(midnight)
+    final = Path(jobs.settings.storage_url) / (
+        f"tables/story_final/account={late.account}/posted_date={late.posted_at.date()}"
+        "/story_final.parquet"
+    )
+    assert final.exists()
+    assert late.id in set(pl.read_parquet(final)["story_id"])

@@ -6,9 +6,9 @@ first expiry day minus one to yesterday, and each is built from the daily snapsh
 P+1 (both files a story spans) and the deliveries received from P to today. Each partition is
 replaced whole (`Lake.replace_partition`); one whose bytes would not change is not written.
 
-`Finals` is the hook of the hourly run and the sweep: the stories that expired today, finalized
-as the accounts' rows are stored (a hundred accounts at a time), beside the other accounts'
-calls; it logs (never raises) when that fails.
+`Finals` is the hook of the hourly run and the sweep: the stories that expired today (and
+yesterday, just after midnight), finalized as the accounts' rows are stored (a hundred accounts at
+a time), beside the other accounts' calls; it logs (never raises) when that fails.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ log = logging.getLogger("ig_story_metrics.finalize")
 DEFAULT_DAYS = 3
 HOOK_BUDGET_SECONDS = 30.0
 HOOK_CHUNK = 100  # accounts finalized together by the run's hook
+# The hook finalizes the stories expired since the run before: up to an hour and a quarter ago
+# (an hourly run on the hour, its duration and slack), yesterday's too just after midnight.
+HOOK_SINCE = timedelta(minutes=75)
 
 
 @dataclass(slots=True)
@@ -126,7 +129,7 @@ def partition_url(lake: Lake, partition: Partition) -> str:
 
 class Finals:
     """The hook of the hourly run and the sweep: the final values of the stories that expired
-    today, built as the accounts' rows are stored, a hundred accounts at a time (in a worker
+    today (yesterday's too within HOOK_SINCE of midnight), built as the accounts' rows are stored, a hundred accounts at a time (in a worker
     thread, beside the other accounts' calls), from the partitions just written and yesterday's
     files. The run neither reads its own files back nor holds every account's at once (a run of
     1,000 accounts read 2,000 files after its last write, and peaked 100 MB higher); one account
@@ -186,12 +189,14 @@ class Finals:
     def _finalize(
         self, accounts: dict[str, str], known: Mapping[tuple[str, date], pl.DataFrame]
     ) -> FinalizeResult | Exception:
+        now = self._clock()
+        days = (now.date() - (now - HOOK_SINCE).date()).days + 1
         try:
             return finalize(
                 self._lake,
                 accounts,
-                self._clock(),
-                1,
+                now,
+                days,
                 deadline=Deadline(HOOK_BUDGET_SECONDS),
                 known=known,
             )
