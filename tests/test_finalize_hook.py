@@ -121,15 +121,27 @@ def test_no_finalize_for_accounts_whose_rows_were_not_stored(
 
 
 class CountingBackend(LocalBackend):
-    """A local folder that counts the reads of each key."""
+    """A local folder that counts the reads of each key and the listings of each prefix."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
         self.reads: Counter[str] = Counter()
+        self.listed: Counter[str] = Counter()
 
     def read(self, key: str, *, deadline: Deadline | None = None) -> tuple[bytes | None, int]:
         self.reads[key] += 1
         return super().read(key, deadline=deadline)
+
+    def keys(
+        self,
+        prefix: str,
+        *,
+        deadline: Deadline | None = None,
+        start: str | None = None,
+        end: str | None = None,
+    ) -> list[str]:
+        self.listed[prefix] += 1
+        return super().keys(prefix, deadline=deadline, start=start, end=end)
 
 
 @pytest.mark.parametrize("chunk", [100, 2])

@@ -7,7 +7,7 @@ import json
 import logging
 import shutil
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -29,7 +29,7 @@ from ig_story_metrics.storage import Lake, StorageError, open_lake
 from ig_story_metrics.storage.layout import snapshot_key, snapshot_schema_key
 
 from .conftest import NOW, SECRET_TOKEN, env_for, make_server, run_cli, settings_for
-from .test_finalize_hook import FINAL, POSTED, CountingBackend, seed_expired_story
+from .test_finalize_hook import FINAL, CountingBackend
 
 WINDOW = timedelta(minutes=12)
 MINUTE = timedelta(minutes=1)
@@ -402,15 +402,16 @@ def test_accounts_planned_together_are_each_planned_as_alone(
 def test_accounts_with_nothing_due_go_to_idle_with_the_frames_their_plan_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`idle` gets, chunk by chunk, exactly the accounts whose plan is empty, each with the files
-    (both days after midnight) its plan was made from; an account with stories due or an
-    unreadable file is not among them."""
+    """`idle` gets, chunk by chunk, exactly the accounts whose plan is empty: with the files (both
+    days after midnight) its plan was made from when a story of the latest listing has expired
+    since, as quiet otherwise; an account with stories due or an unreadable file is not among
+    them, and a chunk without such accounts calls nothing."""
     monkeypatch.setattr(sweep, "PLAN_CHUNK", 2)
     lake = open_lake(str(tmp_path / "lake"))
     midnight = datetime(2026, 11, 25, tzinfo=NOW.tzinfo)
     now = midnight + 20 * MINUTE
     days = (midnight.date() - DAY, midnight.date())
-    expiring = {"due": 5, "idle1": 90, "idle2": 300, "broken": 300}  # minutes after now
+    expiring = {"due": 5, "quiet1": 90, "gone": -10, "quiet2": 300, "broken": 300}  # from now
     for name, minutes in expiring.items():
         rows = [
             {"story_id": f"{name}-1", "capture": "hourly", "run_id": "r", "fetched_at": fetched,
@@ -420,32 +421,58 @@ def test_accounts_with_nothing_due_go_to_idle_with_the_frames_their_plan_read(
         for day, part in zip(days, rows, strict=True):
             lake.append(SNAPSHOTS, name, day, SNAPSHOTS.frame([part]))
     (tmp_path / "lake" / snapshot_key("broken", days[0])).write_bytes(b"not parquet")
-    given: list[dict[tuple[str, date], pl.DataFrame]] = []
+    given: list[sweep.Idle] = []
     plans = sweep.plan_accounts(lake, list(expiring), now, WINDOW, given.append)
-    assert [p if isinstance(p, list | None) else "error" for p in plans][1:] == [[], [], "error"]
-    assert [sorted(g) for g in given] == [  # chunks: (due, idle1), (idle2, broken)
-        [("idle1", days[0]), ("idle1", days[1])],
-        [("idle2", days[0]), ("idle2", days[1])],
+    assert [p if isinstance(p, list) else "error" for p in plans][1:] == [[], [], [], "error"]
+    assert [(sorted(g.files), g.quiet) for g in given] == [  # (due, quiet1), (gone, quiet2)
+        ([], ["quiet1"]),
+        ([("gone", days[0]), ("gone", days[1])], ["quiet2"]),
     ]
-    for known in given:
-        for (name, day), frame in known.items():
-            assert frame.equals(lake.read(SNAPSHOTS, name, day))
+    for (name, day), frame in given[1].files.items():
+        assert frame.equals(lake.read(SNAPSHOTS, name, day))
+
+
+def quiet_moment(world: World, after: datetime) -> tuple[datetime, SimStory]:
+    """A moment past :05 of an hour after `after` at which no story of any account is due, one
+    story has expired since the hour began (returned), and some account had none expire."""
+    moment = after.replace(minute=5, second=0, microsecond=0) + timedelta(hours=1)
+    stories = [s for a in world.accounts for s in stories_around(world, a, after, 30)]
+    for _ in range(24 * 60):
+        hour = moment.replace(minute=0)
+        expired = [s for s in stories if hour < s.expires_at <= moment]
+        if (
+            expired
+            and not any(moment < s.expires_at <= moment + WINDOW for s in stories)
+            and {s.account for s in expired} != set(world.accounts)
+        ):
+            return moment, expired[0]
+        moment += MINUTE
+    raise AssertionError("no such moment in a day")
+
+
+def expired_since_the_hour(world: World, moment: datetime) -> set[str]:
+    """The accounts with a story that expired between the full hour before `moment` and it."""
+    hour = moment.replace(minute=0)
+    return {
+        s.account
+        for a in world.accounts
+        for s in stories_around(world, a, hour - DAY, 30)
+        if hour < s.expires_at <= moment
+    }
 
 
 def test_a_sweep_with_nothing_due_finalizes_from_the_files_its_plan_read(
     jobs: Jobs, sim: SimulatorServer
 ) -> None:
-    """A sweep with nothing due builds the final values from the files its plan read: each
-    account's day file is read once by the whole sweep (and yesterday's once, by the final
-    values), and the final table is the one `finalize` builds (it was removed before the sweep,
-    so the sweep wrote it)."""
-    moment = empty_moment(sim.simulator.world, NOW)
+    """With nothing due, an account one of whose stories expired since the hourly run has its
+    final values built from the files the sweep's plan read: its day file is read once by the
+    whole sweep (and yesterday's once, for the final values), and its final table is the one
+    `finalize` builds. An account with no story expired since is left alone: no read of
+    yesterday's file, no listing of its webhook deliveries, no final table written."""
+    moment, expired = quiet_moment(sim.simulator.world, NOW)
     root = Path(jobs.settings.storage_url)
-    seed_expired_story(root)
     jobs.hourly(moment.replace(minute=0))
-    final = root / FINAL.format(POSTED.date())
-    assert final.exists()  # the hourly run's hook
-    shutil.rmtree(root / "tables")
+    shutil.rmtree(root / "tables", ignore_errors=True)  # what the sweep writes, it writes anew
     backend = CountingBackend(root)
     jobs.clock.set(moment)
     report = sweep.run(
@@ -453,31 +480,38 @@ def test_a_sweep_with_nothing_due_finalizes_from_the_files_its_plan_read(
     )
     assert report.ok
     assert all(a.planned_from == "lake" and a.stored_rows == 0 for a in report.accounts)
+    gone = expired_since_the_hour(sim.simulator.world, moment)
+    assert gone
+    assert gone != set(SEED_ACCOUNTS)
     for account in SEED_ACCOUNTS:
         assert backend.reads[snapshot_key(account, moment.date())] == 1
-        assert backend.reads[snapshot_key(account, moment.date() - DAY)] == 1
-    assert pl.read_parquet(final)["story_id"].to_list() == ["expired-1"]
-    ids = {a.name: a.ig_user_id for a in jobs.accounts}
+        assert backend.reads[snapshot_key(account, moment.date() - DAY)] == (account in gone)
+        assert any(account in prefix for prefix in backend.listed) == (account in gone)
+        assert (root / f"tables/story_final/account={account}").exists() == (account in gone)
+    final = root / FINAL.replace("NPI", expired.account).format(expired.posted_at.date())
+    assert expired.id in set(pl.read_parquet(final)["story_id"])
+    ids = {a.name: a.ig_user_id for a in jobs.accounts if a.name in gone}
     assert finalize(jobs.lake, ids, moment, days=1).written == []
 
 
 def test_a_failing_finalize_of_the_accounts_with_nothing_due_never_fails_the_sweep(
     jobs: Jobs, sim: SimulatorServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """`tables` is a file: the final values of the accounts with nothing due cannot be written;
-    the sweep is ok and one ERROR line (no traceback) counts every account."""
-    moment = empty_moment(sim.simulator.world, NOW)
+    """`tables` is a file: the final values of the accounts with nothing due and a story expired
+    since the hourly run cannot be written; the sweep is ok and one ERROR line (no traceback)
+    counts those accounts."""
+    moment, _ = quiet_moment(sim.simulator.world, NOW)
+    gone = expired_since_the_hour(sim.simulator.world, moment)
     root = Path(jobs.settings.storage_url)
-    seed_expired_story(root)
     jobs.hourly(moment.replace(minute=0))
-    shutil.rmtree(root / "tables")
+    shutil.rmtree(root / "tables", ignore_errors=True)
     (root / "tables").write_text("in the way")
     with caplog.at_level(logging.ERROR, logger="ig_story_metrics.finalize"):
         report = jobs.sweep(moment)
     assert report.ok
     (failed,) = [r for r in caplog.records if getattr(r, "event", None) == "finalize_failed"]
     assert failed.exc_info is None
-    assert f"({len(SEED_ACCOUNTS)} accounts without final values)" in failed.getMessage()
+    assert f"({len(gone)} accounts without final values)" in failed.getMessage()
 
 
 def test_a_story_expiring_just_before_midnight_gets_its_final_row_after_midnight(

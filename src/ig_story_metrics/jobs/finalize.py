@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -172,11 +172,16 @@ class Finals:
             task.add_done_callback(self._pending.discard)
 
     def settle(
-        self, accounts: Mapping[str, str], known: Mapping[tuple[str, date], pl.DataFrame]
+        self,
+        accounts: Mapping[str, str],
+        known: Mapping[tuple[str, date], pl.DataFrame],
+        *,
+        quiet: Collection[str] = (),
     ) -> None:
         """Finalize `accounts` (name -> ig_user_id) now, in the calling thread, from `known` (their
-        partitions in hand, by (account, day)) and what else the lake holds. Before the run
-        starts; a failure is recorded for `finish()`, never raised."""
+        partitions in hand, by (account, day)) and what else the lake holds; `quiet` accounts
+        need nothing. Before the run starts; a failure is recorded for `finish()`, never raised."""
+        self._settled.update(quiet)
         if accounts:
             self._settled.update(accounts)
             self._record(len(accounts), self._finalize(dict(accounts), known))

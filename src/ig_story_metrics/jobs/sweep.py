@@ -10,14 +10,17 @@ retries and the report are the hourly run's (`jobs/capture.py`); a plan that can
 warning and the account lists instead. Its budget fits a 10-minute schedule.
 
 The final values (`jobs/finalize.Finals`) of an account with nothing due are built as it is
-planned, from the files its plan has just read, before any account is captured: most accounts
-have nothing due in most sweeps, and their day's file is then read once a sweep, not twice.
+planned, from the files its plan has just read, before any account is captured, when a story of
+its latest hourly listing has expired since; when none has, they cannot have changed since that
+run built them, and the sweep leaves them alone (no read, no listing of its webhook deliveries).
+Most accounts have nothing due in most sweeps: their day's file is read once a sweep, not twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Literal
 
@@ -32,7 +35,7 @@ from ig_story_metrics.jobs import finalize
 from ig_story_metrics.jobs.capture import StorySource
 from ig_story_metrics.jobs.hourly import capture_async, lake_for
 from ig_story_metrics.model.accounts import Account
-from ig_story_metrics.model.expiry import PLAN_COLUMNS, PLAN_FRESH, due, plan_from_snapshots
+from ig_story_metrics.model.expiry import PLAN_COLUMNS, PLAN_FRESH, LakePlan, due, lake_plan
 from ig_story_metrics.model.snapshot import SNAPSHOTS
 from ig_story_metrics.model.story import Story
 from ig_story_metrics.redact import scrub
@@ -116,9 +119,10 @@ async def _plans(
     names = [account.name for account in accounts]
     ids = {account.name: account.ig_user_id for account in accounts}
 
-    def settle(known: dict[tuple[str, date], pl.DataFrame]) -> None:
+    def settle(idle: Idle) -> None:
         if hook is not None:
-            hook.settle({name: ids[name] for name, _ in known}, known)
+            expired = {name: ids[name] for name, _ in idle.files}
+            hook.settle(expired, idle.files, quiet=idle.quiet)
 
     try:
         found = await asyncio.to_thread(plan_accounts, lake, names, now, window, settle)
@@ -144,47 +148,61 @@ def plan_account(lake: Lake, account: str, now: datetime, window: timedelta) -> 
     return plan
 
 
+@dataclass(slots=True)
+class Idle:
+    """A chunk's accounts with nothing due. `files`: those with a story expired since their
+    latest hourly listing, with the files their plan read, by (account, day); `quiet`: the others,
+    whose final values cannot have changed since that run's hook built them, save for a webhook
+    delivered since for a story expired before (the next hourly run takes it)."""
+
+    files: dict[tuple[str, date], pl.DataFrame] = field(default_factory=dict)
+    quiet: list[str] = field(default_factory=list)
+
+
 def plan_accounts(
     lake: Lake,
     accounts: Sequence[str],
     now: datetime,
     window: timedelta,
-    idle: Callable[[dict[tuple[str, date], pl.DataFrame]], None] | None = None,
+    idle: Callable[[Idle], None] | None = None,
 ) -> list[list[Story] | Exception | None]:
     """`plan_account` of each account, or the error that stopped it (that account's alone).
     PLAN_CHUNK accounts' files are read together (`storage.scan.read_partitions`: one Polars
-    query decodes them), and dropped once planned; `idle` is first given those of the chunk's
-    accounts with nothing due, by (account, day)."""
+    query decodes them), and dropped once planned; `idle` is first given the chunk's accounts
+    with nothing due."""
     days = sorted({(now - PLAN_FRESH).date(), now.date()})  # before 01:15 UTC: yesterday's too
     plans: list[list[Story] | Exception | None] = []
     for start in range(0, len(accounts), PLAN_CHUNK):
         chunk = accounts[start : start + PLAN_CHUNK]
         found = iter(read_partitions(lake, SNAPSHOTS, [(a, day) for a in chunk for day in days]))
-        nothing_due: dict[tuple[str, date], pl.DataFrame] = {}
+        nothing_due = Idle()
         for account in chunk:
             frames = [next(found) for _ in days]
-            plans.append(_plan(frames, now, window))
-            if plans[-1] == []:  # then every frame was read
-                nothing_due.update(
-                    ((account, day), frame)
-                    for day, frame in zip(days, frames, strict=True)
-                    if isinstance(frame, pl.DataFrame)
-                )
-        if idle is not None and nothing_due:
+            plan = _plan(frames, now, window)
+            plans.append(plan.due if isinstance(plan, LakePlan) else plan)
+            if not isinstance(plan, LakePlan) or plan.due:
+                continue
+            if not plan.expired:
+                nothing_due.quiet.append(account)
+                continue
+            for day, frame in zip(days, frames, strict=True):  # a plan: every frame was read
+                if isinstance(frame, pl.DataFrame):
+                    nothing_due.files[account, day] = frame
+        if idle is not None and (nothing_due.files or nothing_due.quiet):
             idle(nothing_due)
     return plans
 
 
 def _plan(
     frames: list[pl.DataFrame | Exception], now: datetime, window: timedelta
-) -> list[Story] | Exception | None:
+) -> LakePlan | Exception | None:
     try:
         read = [frame for frame in frames if isinstance(frame, pl.DataFrame)]
         if len(read) < len(frames):
             return next(frame for frame in frames if isinstance(frame, Exception))
         if len(read) > 1:
             read = [pl.concat([frame.select(PLAN_COLUMNS) for frame in read])]
-        return plan_from_snapshots(read[0], now, window)
+        return lake_plan(read[0], now, window)
     except Exception as exc:  # an odd file is its account's warning, never the sweep's end
         return exc
 
