@@ -128,20 +128,22 @@ def partition_url(lake: Lake, partition: Partition) -> str:
 
 
 class Finals:
-    """The hook of the hourly run and the sweep: the final values of the stories that expired
-    today (yesterday's too within HOOK_SINCE of midnight), built as the accounts' rows are stored, a hundred accounts at a time (in a worker
-    thread, beside the other accounts' calls), from the partitions just written and yesterday's
-    files. The run neither reads its own files back nor holds every account's at once (a run of
-    1,000 accounts read 2,000 files after its last write, and peaked 100 MB higher); one account
-    at a time would cost ten times the CPU (Polars' fixed cost per query). Only partitions whose
-    data changed are written, each hundred's writes bounded by HOOK_BUDGET_SECONDS. An account
-    whose rows were not stored has none (the bucket is failing: the answer must not wait on it
-    again). A failure is an ERROR in the log, never the run's: the next run tries again, and
-    `ig-story-metrics finalize` rebuilds any range. `finish()` waits for them all, logs one line.
+    """The hook of the hourly run and the sweep: the final values of the stories that expired today
+    (yesterday's too within HOOK_SINCE of midnight), built as the accounts' rows are stored, a
+    hundred accounts at a time (in a worker thread, beside the other accounts' calls), from the
+    partitions just written and the earlier days' files. The run neither reads its own files back
+    nor holds every account's at once (a run of 1,000 accounts read 2,000 files after its last
+    write, and peaked 100 MB higher); one account at a time would cost ten times the CPU (Polars'
+    fixed cost per query). Only partitions whose data changed are written, each hundred's writes
+    bounded by HOOK_BUDGET_SECONDS. An account whose rows were not stored has none (the bucket is
+    failing: the answer must not wait on it again). A failure is an ERROR in the log, never the
+    run's: the next run tries again, and `ig-story-metrics finalize` rebuilds any range. `finish()`
+    waits for them all, logs one line.
 
     `settle()` finalizes accounts before the run, from partitions its caller has read already (a
-    sweep's accounts with nothing due, from the files their plan read): the run then leaves them
-    alone unless it stores rows for them after all."""
+    sweep's accounts with nothing due and a story expired since, from the files their plan read),
+    or takes them as needing nothing (its other accounts with nothing due): the run then leaves
+    them alone unless it stores rows for them after all."""
 
     def __init__(self, lake: Lake, clock: Callable[[], datetime]) -> None:
         self._lake = lake

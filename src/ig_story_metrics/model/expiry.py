@@ -69,8 +69,8 @@ def _is_hourly(capture: object) -> bool:
 @dataclass(frozen=True, slots=True)
 class LakePlan:
     """What the account's latest hourly listing tells a sweep: the stories `due`, oldest first,
-    and whether one of them has `expired` since (or has no known expiry): its final values may
-    have changed since that run's."""
+    and whether a story of that listing has `expired` since it was taken (or has no known
+    expiry): the account's final values may have changed since that run built them."""
 
     due: list[Story]
     expired: bool
