@@ -173,12 +173,11 @@ def test_the_hook_takes_the_partition_just_written_and_reads_only_yesterday(
 
 
 @pytest.mark.parametrize("stored", [False, True])
-def test_a_settled_account_is_finalized_again_only_when_the_run_stores_its_rows(
+def test_an_account_left_alone_is_finalized_only_when_the_run_stores_its_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stored: bool
 ) -> None:
-    """`settle()` finalizes an account before the run; the run's "nothing stored" for it then
-    costs nothing more, but rows stored for it after all are finalized again, from the partition
-    just written. Both land in the one result `finish()` gives."""
+    """An account the hook was told to leave alone costs nothing when the run stores nothing for
+    it; rows stored for it after all are finalized, from the partition just written."""
     calls: list[list[str]] = []
     real = finalize_module.finalize
 
@@ -188,18 +187,19 @@ def test_a_settled_account_is_finalized_again_only_when_the_run_stores_its_rows(
 
     monkeypatch.setattr(finalize_module, "finalize", counting)
     seed_expired_story(tmp_path / "lake")
-    npi = Account("NPI", SEED_ACCOUNTS["NPI"])
+    npi, lt = Account("NPI", SEED_ACCOUNTS["NPI"]), Account("LT", SEED_ACCOUNTS["LT"])
     with open_lake(str(tmp_path / "lake")) as lake:
         hook = finalize_module.Finals(lake, frozen())
-        hook.settle({"NPI": npi.ig_user_id}, {})
+        hook.leave_alone(["NPI"])
         written = lake.read(SNAPSHOTS, "NPI", NOW.date()) if stored else None
 
         async def the_run() -> finalize_module.FinalizeResult | None:
             hook.after_store(npi, NOW.date(), written)
+            hook.after_store(lt, NOW.date(), None)
             return await hook.finish()
 
         result = asyncio.run(the_run())
-    assert calls == [["NPI"], ["NPI"]] if stored else [["NPI"]]
+    assert calls == [["LT", "NPI"] if stored else ["LT"]]
     assert result is not None
-    assert result.stories == (2 if stored else 1)  # each finalize counts the expired story
+    assert result.stories == (1 if stored else 0)  # NPI's expired story, when finalized
     assert hook.failed == 0

@@ -17,7 +17,7 @@ from rich.console import Console
 from ig_story_metrics.clock import VirtualClock
 from ig_story_metrics.jobs import hourly, sweep
 from ig_story_metrics.jobs.finalize import finalize
-from ig_story_metrics.model.expiry import due, plan_from_snapshots
+from ig_story_metrics.model.expiry import LakePlan, due, lake_plan, plan_from_snapshots
 from ig_story_metrics.model.snapshot import SNAPSHOTS
 from ig_story_metrics.model.story import Story
 from ig_story_metrics.report.models import RunReport
@@ -391,45 +391,34 @@ def test_accounts_planned_together_are_each_planned_as_alone(
             assert isinstance(plan, StorageError)
             assert "not a readable Parquet file" in str(plan)
             continue
-        assert isinstance(plan, list)
-        assert [s.id for s in plan] == due_ids[name]
+        assert isinstance(plan, LakePlan)
+        assert [s.id for s in plan.due] == due_ids[name]
         frames = [
             lake.read(SNAPSHOTS, name, day) for day in (midnight.date() - DAY, midnight.date())
         ]
-        assert plan == plan_from_snapshots(pl.concat(frames), now, WINDOW)
+        assert plan == lake_plan(pl.concat(frames), now, WINDOW)
 
 
-def test_accounts_with_nothing_due_go_to_idle_with_the_frames_their_plan_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`idle` gets, chunk by chunk, exactly the accounts whose plan is empty: with the files (both
-    days after midnight) its plan was made from when a story of the latest listing has expired
-    since, as quiet otherwise; an account with stories due or an unreadable file is not among
-    them, and a chunk without such accounts calls nothing."""
-    monkeypatch.setattr(sweep, "PLAN_CHUNK", 2)
+def test_a_plan_says_whether_a_story_of_its_listing_has_expired_since(tmp_path: Path) -> None:
+    """A plan from the lake says which stories are due and whether a story of the latest hourly
+    listing has expired since it was taken (then the account's final values may have changed)."""
     lake = open_lake(str(tmp_path / "lake"))
-    midnight = datetime(2026, 11, 25, tzinfo=NOW.tzinfo)
-    now = midnight + 20 * MINUTE
-    days = (midnight.date() - DAY, midnight.date())
-    expiring = {"due": 5, "quiet1": 90, "gone": -10, "quiet2": 300, "broken": 300}  # from now
+    listed = NOW - 20 * MINUTE
+    expiring = {"due": 5, "quiet": 90, "gone": -10, "both": (-10, 5)}  # minutes from NOW
     for name, minutes in expiring.items():
         rows = [
-            {"story_id": f"{name}-1", "capture": "hourly", "run_id": "r", "fetched_at": fetched,
-             "posted_at": now - DAY + minutes * MINUTE}
-            for fetched in (midnight - 50 * MINUTE, midnight)
+            {"story_id": f"{name}-{k}", "capture": "hourly", "run_id": "r", "fetched_at": listed,
+             "posted_at": NOW - DAY + m * MINUTE}
+            for k, m in enumerate(minutes if isinstance(minutes, tuple) else (minutes,))
         ]  # fmt: skip
-        for day, part in zip(days, rows, strict=True):
-            lake.append(SNAPSHOTS, name, day, SNAPSHOTS.frame([part]))
-    (tmp_path / "lake" / snapshot_key("broken", days[0])).write_bytes(b"not parquet")
-    given: list[sweep.Idle] = []
-    plans = sweep.plan_accounts(lake, list(expiring), now, WINDOW, given.append)
-    assert [len(p) if isinstance(p, list) else "error" for p in plans] == [1, 0, 0, 0, "error"]
-    assert [(sorted(g.files), g.quiet) for g in given] == [  # (due, quiet1), (gone, quiet2)
-        ([], ["quiet1"]),
-        ([("gone", days[0]), ("gone", days[1])], ["quiet2"]),
+        lake.append(SNAPSHOTS, name, NOW.date(), SNAPSHOTS.frame(rows))
+    plans = sweep.plan_accounts(lake, list(expiring), NOW, WINDOW)
+    assert [(len(p.due), p.expired) if isinstance(p, LakePlan) else p for p in plans] == [
+        (1, False),
+        (0, False),
+        (0, True),
+        (1, True),
     ]
-    for (name, day), frame in given[1].files.items():
-        assert frame.equals(lake.read(SNAPSHOTS, name, day))
 
 
 def quiet_moment(world: World, after: datetime) -> tuple[datetime, list[SimStory]]:
@@ -450,14 +439,14 @@ def quiet_moment(world: World, after: datetime) -> tuple[datetime, list[SimStory
     raise AssertionError("no such moment in a day")
 
 
-def test_a_sweep_with_nothing_due_finalizes_from_the_files_its_plan_read(
+def test_a_sweep_leaves_alone_the_final_values_of_accounts_with_no_story_expired_since(
     jobs: Jobs, sim: SimulatorServer
 ) -> None:
-    """With nothing due, an account one of whose stories expired since the hourly run has its
-    final values built from the files the sweep's plan read: its day file is read once by the
-    whole sweep (and yesterday's once, for the final values), and its final table is the one
-    `finalize` builds. An account with no story expired since is left alone: no read of
-    yesterday's file, no listing of its webhook deliveries, no final table written."""
+    """With nothing due, an account with no story expired since the hourly run is left alone:
+    its day file, read to plan it, is its only read (no read of yesterday's file, no listing of
+    its webhook deliveries, no final table written). One with a story expired since has its
+    final values built as in the hourly run (its day read again, yesterday's file, its
+    deliveries), the table `finalize` builds."""
     moment, expired = quiet_moment(sim.simulator.world, NOW)
     gone = {story.account for story in expired}
     root = Path(jobs.settings.storage_url)
@@ -471,7 +460,7 @@ def test_a_sweep_with_nothing_due_finalizes_from_the_files_its_plan_read(
     assert report.ok
     assert all(a.planned_from == "lake" and a.stored_rows == 0 for a in report.accounts)
     for account in SEED_ACCOUNTS:
-        assert backend.reads[snapshot_key(account, moment.date())] == 1
+        assert backend.reads[snapshot_key(account, moment.date())] == 1 + (account in gone)
         assert backend.reads[snapshot_key(account, moment.date() - DAY)] == (account in gone)
         assert any(account in prefix for prefix in backend.listed) == (account in gone)
         assert (root / f"tables/story_final/account={account}").exists() == (account in gone)
@@ -482,12 +471,12 @@ def test_a_sweep_with_nothing_due_finalizes_from_the_files_its_plan_read(
     assert finalize(jobs.lake, ids, moment, days=1).written == []
 
 
-def test_a_failing_finalize_of_the_accounts_with_nothing_due_never_fails_the_sweep(
+def test_a_failing_finalize_in_a_sweep_never_fails_it(
     jobs: Jobs, sim: SimulatorServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """`tables` is a file: the final values of the accounts with nothing due and a story expired
-    since the hourly run cannot be written; the sweep is ok and one ERROR line (no traceback)
-    counts those accounts."""
+    """`tables` is a file: the final values of the accounts with a story expired since the hourly
+    run cannot be written; the sweep is ok and one ERROR line (no traceback) counts those
+    accounts, and only those (the others were left alone)."""
     moment, expired = quiet_moment(sim.simulator.world, NOW)
     gone = {story.account for story in expired}
     root = Path(jobs.settings.storage_url)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -140,27 +139,25 @@ class Finals:
     run's: the next run tries again, and `ig-story-metrics finalize` rebuilds any range. `finish()`
     waits for them all, logs one line.
 
-    `settle()` finalizes accounts before the run, from partitions its caller has read already (a
-    sweep's accounts with nothing due and a story expired since, from the files their plan read),
-    or takes them as needing nothing (its other accounts with nothing due): the run then leaves
-    them alone unless it stores rows for them after all."""
+    `leave_alone()` names accounts whose final values cannot have changed since the last hourly
+    run built them (a sweep's, with nothing due and no story expired since): the run builds none
+    for them unless it stores rows for them after all."""
 
     def __init__(self, lake: Lake, clock: Callable[[], datetime]) -> None:
         self._lake = lake
         self._clock = clock
         self._ready: list[tuple[Account, date, pl.DataFrame | None]] = []
         self._pending: set[asyncio.Task[None]] = set()
-        self._settled: set[str] = set()
-        self._recording = threading.Lock()  # settle() records from a worker thread
+        self._quiet: set[str] = set()
         self.result: FinalizeResult | None = None
         self.failed = 0
         self._first: Exception | None = None
 
     def after_store(self, account: Account, day: date, written: pl.DataFrame | None) -> None:
         """The account's rows are stored: `written` is its partition of `day` as stored (None:
-        the run stored nothing for it, the lake has what there is; nothing to do when `settle()`
-        took the account already)."""
-        if written is None and account.name in self._settled:
+        the run stored nothing for it, the lake has what there is; nothing to do for an account
+        `leave_alone()` named)."""
+        if written is None and account.name in self._quiet:
             return
         self._ready.append((account, day, written))
         if len(self._ready) >= HOOK_CHUNK:
@@ -173,52 +170,34 @@ class Finals:
             self._pending.add(task)  # held until done: the loop keeps only weak references
             task.add_done_callback(self._pending.discard)
 
-    def settle(
-        self,
-        accounts: Mapping[str, str],
-        known: Mapping[tuple[str, date], pl.DataFrame],
-        *,
-        quiet: Collection[str] = (),
-    ) -> None:
-        """Finalize `accounts` (name -> ig_user_id) now, in the calling thread, from `known` (their
-        partitions in hand, by (account, day)) and what else the lake holds; `quiet` accounts
-        need nothing. Before the run starts; a failure is recorded for `finish()`, never raised."""
-        self._settled.update(quiet)
-        if accounts:
-            self._settled.update(accounts)
-            self._record(len(accounts), self._finalize(dict(accounts), known))
+    def leave_alone(self, accounts: Collection[str]) -> None:
+        """`accounts` need no final values from this run unless it stores rows for them: a
+        sweep's accounts with nothing due and no story expired since their latest hourly listing,
+        whose final values that run built (jobs/sweep.py)."""
+        self._quiet.update(accounts)
 
     async def _chunk(self, chunk: list[tuple[Account, date, pl.DataFrame | None]]) -> None:
         known = {(a.name, day): frame for a, day, frame in chunk if frame is not None}
-        accounts = {a.name: a.ig_user_id for a, _, _ in chunk}
-        self._record(len(chunk), await asyncio.to_thread(self._finalize, accounts, known))
-
-    def _finalize(
-        self, accounts: dict[str, str], known: Mapping[tuple[str, date], pl.DataFrame]
-    ) -> FinalizeResult | Exception:
         now = self._clock()
         days = (now.date() - (now - HOOK_SINCE).date()).days + 1
         try:
-            return finalize(
+            found = await asyncio.to_thread(
+                finalize,
                 self._lake,
-                accounts,
+                {a.name: a.ig_user_id for a, _, _ in chunk},
                 now,
                 days,
                 deadline=Deadline(HOOK_BUDGET_SECONDS),
                 known=known,
             )
         except Exception as exc:  # the lake's fault, or a bug of ours: in finish()'s log line
-            return exc
-
-    def _record(self, accounts: int, found: FinalizeResult | Exception) -> None:
-        with self._recording:
-            if isinstance(found, Exception):
-                self.failed += accounts
-                self._first = self._first or found
-            elif self.result is None:
-                self.result = found
-            else:
-                self.result.absorb(found)
+            self.failed += len(chunk)
+            self._first = self._first or exc
+            return
+        if self.result is None:
+            self.result = found
+        else:
+            self.result.absorb(found)
 
     async def finish(self) -> FinalizeResult | None:
         """Wait for every account's final values; log what they did (never raises)."""

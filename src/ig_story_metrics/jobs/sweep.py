@@ -9,19 +9,19 @@ with nothing due writes nothing (and makes no call, or only the listing calls). 
 retries and the report are the hourly run's (`jobs/capture.py`); a plan that cannot be read is a
 warning and the account lists instead. Its budget fits a 10-minute schedule.
 
-The final values (`jobs/finalize.Finals`) of an account with nothing due are built as it is
-planned, from the files its plan has just read, before any account is captured, when a story of
-its latest hourly listing has expired since; when none has, they cannot have changed since that
-run built them, and the sweep leaves them alone (no read, no listing of its webhook deliveries).
-Most accounts have nothing due in most sweeps: their day's file is read once a sweep, not twice.
+The final values (`jobs/finalize.Finals`) of an account with nothing due and no story expired
+since its latest hourly listing cannot have changed since that run built them, save for a webhook
+delivered since for a story expired before (the next hourly run takes it): the sweep leaves them
+alone (no read of yesterday's file, no listing of its webhook deliveries). Most accounts are such
+in most sweeps: their day's file is their only read. The others' are built as in the hourly run,
+beside the captures of the stories due, which nothing delays.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Literal
 
 import polars as pl
@@ -114,18 +114,11 @@ async def _plans(
     hook: finalize.Finals | None,
 ) -> dict[str, list[Story] | str | None]:
     """Per account: the due stories planned from the lake, None (not fresh: list), or why the
-    lake could not be read (a warning: list). With `hook`, the accounts with nothing due are
-    settled as they are planned (their final values)."""
+    lake could not be read (a warning: list). `hook` leaves alone the accounts with nothing due
+    and no story expired since their latest hourly listing."""
     names = [account.name for account in accounts]
-    ids = {account.name: account.ig_user_id for account in accounts}
-
-    def settle(idle: Idle) -> None:
-        if hook is not None:
-            expired = {name: ids[name] for name, _ in idle.files}
-            hook.settle(expired, idle.files, quiet=idle.quiet)
-
     try:
-        found = await asyncio.to_thread(plan_accounts, lake, names, now, window, settle)
+        found = await asyncio.to_thread(plan_accounts, lake, names, now, window)
     except Exception as exc:  # a bug of ours: every account lists, and says why
         found = [exc] * len(names)
     plans: dict[str, list[Story] | str | None] = {}
@@ -135,8 +128,12 @@ async def _plans(
             plans[account.name] = (
                 f"could not plan the sweep from the lake ({reason}): listed instead"
             )
+        elif result is None:
+            plans[account.name] = None
         else:
-            plans[account.name] = result
+            plans[account.name] = result.due
+            if hook is not None and not result.due and not result.expired:
+                hook.leave_alone([account.name])
     return plans
 
 
@@ -145,51 +142,23 @@ def plan_account(lake: Lake, account: str, now: datetime, window: timedelta) -> 
     plan = plan_accounts(lake, [account], now, window)[0]
     if isinstance(plan, Exception):
         raise plan
-    return plan
-
-
-@dataclass(slots=True)
-class Idle:
-    """A chunk's accounts with nothing due. `files`: those with a story expired since their
-    latest hourly listing, with the files their plan read, by (account, day); `quiet`: the others,
-    whose final values cannot have changed since that run's hook built them, save for a webhook
-    delivered since for a story expired before (the next hourly run takes it)."""
-
-    files: dict[tuple[str, date], pl.DataFrame] = field(default_factory=dict)
-    quiet: list[str] = field(default_factory=list)
+    return None if plan is None else plan.due
 
 
 def plan_accounts(
-    lake: Lake,
-    accounts: Sequence[str],
-    now: datetime,
-    window: timedelta,
-    idle: Callable[[Idle], None] | None = None,
-) -> list[list[Story] | Exception | None]:
-    """`plan_account` of each account, or the error that stopped it (that account's alone).
-    PLAN_CHUNK accounts' files are read together (`storage.scan.read_partitions`: one Polars
-    query decodes them), and dropped once planned; `idle` is first given the chunk's accounts
-    with nothing due."""
+    lake: Lake, accounts: Sequence[str], now: datetime, window: timedelta
+) -> list[LakePlan | Exception | None]:
+    """The plan of each account from its latest hourly listing in the lake (`lake_plan`; None:
+    list), or the error that stopped it (that account's alone). PLAN_CHUNK accounts' files are
+    read together (`storage.scan.read_partitions`: one Polars query decodes them), and dropped
+    once planned."""
     days = sorted({(now - PLAN_FRESH).date(), now.date()})  # before 01:15 UTC: yesterday's too
-    plans: list[list[Story] | Exception | None] = []
+    plans: list[LakePlan | Exception | None] = []
     for start in range(0, len(accounts), PLAN_CHUNK):
         chunk = accounts[start : start + PLAN_CHUNK]
         found = iter(read_partitions(lake, SNAPSHOTS, [(a, day) for a in chunk for day in days]))
-        nothing_due = Idle()
-        for account in chunk:
-            frames = [next(found) for _ in days]
-            plan = _plan(frames, now, window)
-            plans.append(plan.due if isinstance(plan, LakePlan) else plan)
-            if not isinstance(plan, LakePlan) or plan.due:
-                continue
-            if not plan.expired:
-                nothing_due.quiet.append(account)
-                continue
-            for day, frame in zip(days, frames, strict=True):  # a plan: every frame was read
-                if isinstance(frame, pl.DataFrame):
-                    nothing_due.files[account, day] = frame
-        if idle is not None and (nothing_due.files or nothing_due.quiet):
-            idle(nothing_due)
+        for _ in chunk:
+            plans.append(_plan([next(found) for _ in days], now, window))
     return plans
 
 
