@@ -17,7 +17,7 @@ from rich.console import Console
 from ig_story_metrics.clock import VirtualClock
 from ig_story_metrics.jobs import hourly, sweep
 from ig_story_metrics.jobs.finalize import finalize
-from ig_story_metrics.model.expiry import LakePlan, due, lake_plan, plan_from_snapshots
+from ig_story_metrics.model.expiry import LakePlan, due, lake_plan
 from ig_story_metrics.model.snapshot import SNAPSHOTS
 from ig_story_metrics.model.story import Story
 from ig_story_metrics.report.models import RunReport
@@ -259,10 +259,10 @@ def test_plan_uses_only_the_latest_hourly_listing() -> None:
          "capture": c}
         for s, p, f, c in rows
     )  # fmt: skip
-    plan = plan_from_snapshots(frame, NOW, WINDOW)
+    plan = lake_plan(frame, NOW, WINDOW)
     assert plan is not None
-    assert [s.id for s in plan] == ["due"]
-    assert plan_from_snapshots(frame, NOW + timedelta(hours=2), WINDOW) is None
+    assert [s.id for s in plan.due] == ["due"]
+    assert lake_plan(frame, NOW + timedelta(hours=2), WINDOW) is None
 
 
 def test_virtual_clock_moves_only_forward() -> None:

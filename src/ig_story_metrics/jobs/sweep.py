@@ -4,7 +4,7 @@
 Per account: know the live stories, keep those expiring within `IG_SWEEP_WINDOW_MINUTES`
 (`model.expiry.due`), fetch their insights oldest first, add their rows (`capture = "sweep"`) to
 the day's file. The stories come from the account's last hourly listing in the lake when it is
-fresh (`model.expiry.plan_from_snapshots`: no listing call at all), else from the listing. A sweep
+fresh (`model.expiry.lake_plan`: no listing call at all), else from the listing. A sweep
 with nothing due writes nothing (and makes no call, or only the listing calls). Containment,
 retries and the report are the hourly run's (`jobs/capture.py`); a plan that cannot be read is a
 warning and the account lists instead. Its budget fits a 10-minute schedule.

@@ -76,19 +76,12 @@ class LakePlan:
     expired: bool
 
 
-def plan_from_snapshots(
-    snapshots: pl.DataFrame, now: datetime, window: timedelta, fresh: timedelta = PLAN_FRESH
-) -> list[Story] | None:
-    """The stories due at `now` as the account's latest hourly listing knows them, oldest first;
-    None when there is no hourly listing in the last `fresh` (the sweep must list then)."""
-    plan = lake_plan(snapshots, now, window, fresh)
-    return None if plan is None else plan.due
-
-
 def lake_plan(
     snapshots: pl.DataFrame, now: datetime, window: timedelta, fresh: timedelta = PLAN_FRESH
 ) -> LakePlan | None:
-    """`plan_from_snapshots` with whether a story of that listing has expired by `now`.
+    """The stories due at `now` as the account's latest hourly listing knows them, oldest first,
+    and whether a story of that listing has expired since; None when there is no hourly listing
+    in the last `fresh` (the sweep must list then).
 
     The frame is one account's day or two, tens of rows: its columns are read as plain lists once,
     since each Polars operation (a select or a filter) costs a fixed 0.2 to 0.6 ms whatever the
