@@ -346,12 +346,12 @@ def test_a_plan_after_midnight_reads_both_days_and_takes_each_storys_last_row(
     ]
     for day, rows in ((midnight - MINUTE, yesterday), (midnight, today)):
         lake.append(SNAPSHOTS, "NPI", day.date(), SNAPSHOTS.frame(rows))
-    plan = sweep.plan_account(lake, "NPI", now, WINDOW)
-    assert plan is not None
-    assert [(s.id, s.caption, s.media_type) for s in plan] == [("a", "second", "VIDEO")]
-    from_yesterday = sweep.plan_account(lake, "NPI", early, WINDOW)
-    assert from_yesterday is not None
-    assert [s.id for s in from_yesterday] == ["old"]
+    (plan,) = sweep.plan_accounts(lake, ["NPI"], now, WINDOW)
+    assert isinstance(plan, LakePlan)
+    assert [(s.id, s.caption, s.media_type) for s in plan.due] == [("a", "second", "VIDEO")]
+    (from_yesterday,) = sweep.plan_accounts(lake, ["NPI"], early, WINDOW)
+    assert isinstance(from_yesterday, LakePlan)
+    assert [s.id for s in from_yesterday.due] == ["old"]
 
 
 def test_accounts_planned_together_are_each_planned_as_alone(

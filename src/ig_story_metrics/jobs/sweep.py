@@ -137,14 +137,6 @@ async def _plans(
     return plans
 
 
-def plan_account(lake: Lake, account: str, now: datetime, window: timedelta) -> list[Story] | None:
-    """The account's due stories from its latest hourly listing in the lake (None: list)."""
-    plan = plan_accounts(lake, [account], now, window)[0]
-    if isinstance(plan, Exception):
-        raise plan
-    return None if plan is None else plan.due
-
-
 def plan_accounts(
     lake: Lake, accounts: Sequence[str], now: datetime, window: timedelta
 ) -> list[LakePlan | Exception | None]:
