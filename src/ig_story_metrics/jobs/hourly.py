@@ -193,7 +193,7 @@ async def _finalizing(
 ) -> AsyncIterator[RunContext]:
     """The run's context with its final-values hook (jobs/finalize.Finals, or the one given) when
     `on`; at the end, waits for the accounts' final values (before the lake is closed)."""
-    if on is False:
+    if not on:
         yield ctx
         return
     hook = on if isinstance(on, finalize.Finals) else finalize.Finals(lake, clock)

@@ -86,7 +86,7 @@ async def sweep_async(
             select=lambda stories: due(stories, now, window),
             capture="sweep",
             sources=sources,
-            finals=hook or False,
+            finals=hook if hook is not None else False,
         )
     finally:
         if lake is None:
@@ -122,6 +122,7 @@ async def _plans(
     except Exception as exc:  # a bug of ours: every account lists, and says why
         found = [exc] * len(names)
     plans: dict[str, list[Story] | str | None] = {}
+    quiet: list[str] = []
     for account, result in zip(accounts, found, strict=True):
         if isinstance(result, Exception):
             reason = scrub(str(result)) or type(result).__name__
@@ -132,8 +133,10 @@ async def _plans(
             plans[account.name] = None
         else:
             plans[account.name] = result.due
-            if hook is not None and not result.due and not result.expired:
-                hook.leave_alone([account.name])
+            if not result.due and not result.expired:
+                quiet.append(account.name)
+    if hook is not None:
+        hook.leave_alone(quiet)
     return plans
 
 
