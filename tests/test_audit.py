@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import polars as pl
 import pytest
 from pydantic import SecretStr
 from rich.console import Console
 
 from ig_story_metrics.clock import VirtualClock
-from ig_story_metrics.jobs import audit, day
+from ig_story_metrics.jobs import audit, day, finalize
 from ig_story_metrics.model.accounts import Account
-from ig_story_metrics.model.coverage import day_coverage
+from ig_story_metrics.model.coverage import FINAL_ROW_AFTER, day_coverage
 from ig_story_metrics.model.snapshot import SNAPSHOTS
 from ig_story_metrics.report.models import RunReport
 from ig_story_metrics.report.terminal import render_audit
@@ -204,11 +206,13 @@ def test_daily_audit_logs_one_entry_after_the_midnight_run_only(
     report = audit.daily_audit(lake, run(midnight))
     assert report is not None
     assert report.days == [midnight.date() - timedelta(days=1)]
+    assert report.final_row_minutes == 0  # the midnight run has just finalized the day's last
     entries = [r for r in caplog.records if getattr(r, "event", None) == "audit"]
     assert len(entries) == 1
     entry = entries[0].__dict__
     assert entry["missed_finals"] == report.missed_finals
     assert entry["missing_hours"] == report.missing_hours
+    assert entry["missing_final_rows"] == report.missing_final_rows
     assert entry["ok"] is report.ok
 
 
@@ -278,3 +282,117 @@ def test_the_audit_lists_quarantined_files(tmp_path: Path) -> None:
     console = Console(record=True, width=400)
     render_audit(report, console)
     assert "quarantined" in console.export_text()
+
+
+def due_final_rows(replayed: Replayed, by: datetime) -> list[SimStory]:
+    """The oracle: the stories of the replay that expired by `by`, each of which must have its
+    row in the final-values table."""
+    return [
+        s
+        for s in live_between(replayed.world, replayed.ticks[0].at, replayed.end)
+        if replayed.ticks[0].at < s.expires_at <= by
+    ]
+
+
+def final_table_ids(lake_dir: Path) -> set[str]:
+    """The story ids of the final-values table, read with Polars alone (hive partitions)."""
+    files = sorted(lake_dir.glob("tables/story_final/account=*/posted_date=*/*.parquet"))
+    return set(pl.read_parquet(files, hive_partitioning=True)["story_id"].to_list())
+
+
+def test_the_runs_leave_no_expired_story_without_its_final_row(
+    replayed: Replayed, lake: Lake
+) -> None:
+    """The replay's hourly runs and sweeps finalize as in production: every story that expired an
+    hour and a quarter before the audit has its final row, and the audit says none is missing."""
+    due = due_final_rows(replayed, replayed.end - FINAL_ROW_AFTER)
+    assert len(due) >= 5
+    assert {s.id for s in due} <= final_table_ids(replayed.lake)
+    report = audit.audit(lake, now=replayed.end, days=2)
+    assert report.final_row_minutes == 75
+    assert report.missing_final_rows == 0
+    assert all(c.missing_final_rows == () for c in report.coverage)
+
+
+def test_a_story_without_its_final_row_is_named_until_finalize_builds_it(
+    replayed: Replayed, tmp_path: Path
+) -> None:
+    """A final partition lost (deleted here) leaves its expired stories without their final row:
+    the audit names exactly those (JSON, terminal, exit 1 past the threshold); `finalize` then
+    builds them back and the audit is clean again."""
+    copy = tmp_path / "lake"
+    shutil.copytree(replayed.lake, copy)
+    due = due_final_rows(replayed, replayed.end - FINAL_ROW_AFTER)
+    story = due[-1]
+    posted = story.posted_at.date()
+    partition = copy / f"tables/story_final/account={story.account}/posted_date={posted}"
+    shutil.rmtree(partition)
+    lost = {s.id for s in due if s.account == story.account and s.posted_at.date() == posted}
+    with open_lake(str(copy)) as lake:
+        report = audit.audit(lake, now=replayed.end, days=2, max_missed_finals=99)
+        named = {s for c in report.coverage for s in c.missing_final_rows}
+        assert named == lost
+        assert report.missing_final_rows == len(lost)
+        assert not report.ok
+        assert audit.audit(
+            lake,
+            now=replayed.end,
+            days=2,
+            max_missed_finals=99,
+            max_missing_hours=99,
+            max_missing_final_rows=len(lost),
+        ).ok
+        console = Console(record=True, width=200)
+        render_audit(report, console)
+        text = console.export_text()
+        assert f"story {story.id}: no row in the final-values table" in text
+        assert "ig-story-metrics finalize --days 2" in text
+        finalize.finalize(lake, dict(SEED_ACCOUNTS), replayed.end, days=2)
+        assert audit.audit(lake, now=replayed.end, days=2).missing_final_rows == 0
+    assert partition.is_dir()
+
+
+def test_cli_audit_exits_1_for_a_missing_final_row(replayed: Replayed, tmp_path: Path) -> None:
+    """`audit --json` counts the stories without their final row; with the other thresholds
+    relaxed it still exits 1 for them, and 0 once `--max-missing-final-rows` allows them."""
+    copy = tmp_path / "lake"
+    shutil.copytree(replayed.lake, copy)
+    for part in copy.glob("tables/story_final/account=*/posted_date=*/*.parquet"):
+        part.write_bytes(b"not parquet")  # unreadable: its stories have no final row we can read
+    env = {"STORAGE_URL": str(copy)}
+    relaxed = ["--max-missed-finals", "99", "--max-missing-hours", "99"]
+    result = run_cli(["audit", "--days", "2", "--json", *relaxed], env, tmp_path)
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    due = due_final_rows(replayed, replayed.end - FINAL_ROW_AFTER)
+    named = {s for c in report["coverage"] for s in c["missing_final_rows"]}
+    assert {s.id for s in due} <= named
+    assert report["missing_final_rows"] == len(named)
+    allowed = [*relaxed, "--max-missing-final-rows", str(len(named) + 5)]
+    assert run_cli(["audit", "--days", "2", *allowed], env, tmp_path).returncode == 0
+
+
+def test_a_story_expired_within_the_grace_needs_no_final_row_yet() -> None:
+    """Only stories expired at least FINAL_ROW_AFTER before the audit must have a final row; a
+    story with its row is not named; without the final table's rows nothing is checked."""
+    now = NOW + 30 * HOUR
+    rows = [
+        {
+            "account": "NPI",
+            "story_id": story,
+            "posted_at": now - ago - 24 * HOUR,
+            "expires_at": now - ago,
+            "fetched_at": now - ago - 5 * MINUTE,
+            "insights_status": "ok",
+            "capture": "sweep",
+        }
+        for story, ago in (("old", 80 * MINUTE), ("kept", 90 * MINUTE), ("fresh", 10 * MINUTE))
+    ]
+    frame = SNAPSHOTS.frame(rows)
+    [c] = day_coverage(frame, [now.date()], now, final_rows={"NPI": {"kept"}})
+    assert c.missing_final_rows == ("old",)
+    [unchecked] = day_coverage(frame, [now.date()], now)
+    assert unchecked.missing_final_rows == ()
+    no_grace = timedelta(0)
+    [c] = day_coverage(frame, [now.date()], now, final_rows={}, final_row_after=no_grace)
+    assert c.missing_final_rows == ("kept", "old", "fresh")  # by expiry

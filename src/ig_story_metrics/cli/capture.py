@@ -164,10 +164,15 @@ def audit(
     max_missing_hours: Annotated[
         int, typer.Option(min=0, help="Exit 1 when more hourly runs than this are missing.")
     ] = 0,
+    max_missing_final_rows: Annotated[
+        int,
+        typer.Option(min=0, help="Exit 1 when more expired stories than this lack a final row."),
+    ] = 0,
 ) -> None:
     """Coverage per account and UTC day, read from the lake (STORAGE_URL, local or gs://).
 
-    Exit 1 when a story's last minutes or an hourly run were missed (beyond the thresholds).
+    Exit 1 when a story's last minutes, an hourly run or a story's final row were missed (beyond
+    the thresholds).
     Example: ig-story-metrics audit --days 7 --json
     """
     from ig_story_metrics.jobs import audit as audit_job
@@ -184,6 +189,7 @@ def audit(
                 late_after=timedelta(minutes=late_minutes),
                 max_missed_finals=max_missed_finals,
                 max_missing_hours=max_missing_hours,
+                max_missing_final_rows=max_missing_final_rows,
             )
     except (ConfigError, StorageError) as exc:
         raise fail(str(exc)) from None

@@ -2,23 +2,36 @@
 
 `audit()` reads every account's daily files (local folder or bucket) for the chosen days plus the
 day before (where the first day's stories were posted and first seen), and computes per account and
-UTC day what `model.coverage` defines. `daily_audit()` is the Cloud Function's: after the first
+UTC day what `model.coverage` defines; it reads the final-values table's partitions of the stories
+that expired then, to name those without their final row. `daily_audit()` is the Cloud Function's: after the first
 hourly run of a UTC day it audits the day that just ended and logs one `audit` entry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime, timedelta
 
 import polars as pl
 
-from ig_story_metrics.model.coverage import FINAL_WITHIN, LATE_AFTER, day_coverage
+from ig_story_metrics.model.coverage import (
+    FINAL_ROW_AFTER,
+    FINAL_WITHIN,
+    LATE_AFTER,
+    day_coverage,
+    final_rows_due,
+)
+from ig_story_metrics.model.final import STORY_FINAL
 from ig_story_metrics.model.snapshot import SNAPSHOTS
 from ig_story_metrics.report.audit import AuditReport, log_audit
 from ig_story_metrics.report.models import RunReport
 from ig_story_metrics.storage import Lake
-from ig_story_metrics.storage.scan import day_range, read_snapshots, snapshot_accounts
+from ig_story_metrics.storage.scan import (
+    day_range,
+    read_partitions,
+    read_snapshots,
+    snapshot_accounts,
+)
 
 
 def audit(
@@ -31,10 +44,13 @@ def audit(
     accounts: Sequence[str] | None = None,
     max_missed_finals: int = 0,
     max_missing_hours: int = 0,
+    max_missing_final_rows: int = 0,
+    final_row_after: timedelta = FINAL_ROW_AFTER,
     until_day_before: bool = False,
 ) -> AuditReport:
     """Coverage of the last `days` UTC days up to `now` (today included, unless
-    `until_day_before`), for `accounts` (default: every account in the lake)."""
+    `until_day_before`), for `accounts` (default: every account in the lake). A story that
+    expired at least `final_row_after` before `now` must have its row in the final table."""
     frame, chosen = read_days(
         lake, now=now, days=days, accounts=accounts, until_day_before=until_day_before
     )
@@ -48,6 +64,9 @@ def audit(
         accounts=accounts or (),
         max_missed_finals=max_missed_finals,
         max_missing_hours=max_missing_hours,
+        max_missing_final_rows=max_missing_final_rows,
+        final_rows=stored_final_rows(lake, frame, chosen, now - final_row_after),
+        final_row_after=final_row_after,
     )
     names = snapshot_accounts(lake) if accounts is None else list(accounts)
     report.quarantined = [url for name in names for url in lake.quarantined(SNAPSHOTS, name)]
@@ -71,6 +90,21 @@ def read_days(
     return read_snapshots(lake, [chosen[0] - timedelta(days=1), *chosen], accounts), chosen
 
 
+def stored_final_rows(
+    lake: Lake, frame: pl.DataFrame, days: Sequence[date], by: datetime
+) -> dict[str, set[str]]:
+    """The stories each account has in the final-values table, of those (in the snapshot rows
+    `frame`) that expired on `days` by `by`: the partitions of their posted dates are read. A
+    partition that cannot be read holds none (its stories are reported without a final row)."""
+    due = final_rows_due(frame, days, by)
+    parts = sorted(set(due.select("account", "posted_date").iter_rows()))
+    found: dict[str, set[str]] = {}
+    for (account, _), stored in zip(parts, read_partitions(lake, STORY_FINAL, parts), strict=True):
+        if not isinstance(stored, Exception):
+            found.setdefault(account, set()).update(stored.get_column("story_id").to_list())
+    return found
+
+
 def report_for(
     frame: pl.DataFrame,
     storage_url: str,
@@ -82,11 +116,22 @@ def report_for(
     accounts: Sequence[str] = (),
     max_missed_finals: int = 0,
     max_missing_hours: int = 0,
+    max_missing_final_rows: int = 0,
+    final_rows: Mapping[str, Collection[str]] | None = None,
+    final_row_after: timedelta = FINAL_ROW_AFTER,
 ) -> AuditReport:
-    """The audit report of snapshot rows already read (`frame`)."""
+    """The audit report of snapshot rows already read (`frame`); `final_rows`: the stories each
+    account has in the final-values table (None: that table is not checked)."""
     chosen = sorted(days)
     coverage = day_coverage(
-        frame, chosen, now, final_within=final_within, late_after=late_after, accounts=accounts
+        frame,
+        chosen,
+        now,
+        final_within=final_within,
+        late_after=late_after,
+        accounts=accounts,
+        final_rows=final_rows,
+        final_row_after=final_row_after,
     )
     return AuditReport(
         generated_at=now,
@@ -96,15 +141,22 @@ def report_for(
         late_minutes=late_after.total_seconds() / 60,
         max_missed_finals=max_missed_finals,
         max_missing_hours=max_missing_hours,
+        max_missing_final_rows=max_missing_final_rows,
+        final_row_minutes=None if final_rows is None else final_row_after.total_seconds() / 60,
         coverage=coverage,
     )
 
 
 def daily_audit(lake: Lake, run: RunReport) -> AuditReport | None:
     """After the first hourly run of a UTC day (hour 0): audit the day before and log one `audit`
-    entry. Any other run: nothing (None)."""
+    entry. Any other run: nothing (None).
+
+    That run has just finalized the day's last stories (its hook covers the expiries since the
+    run before it): so every story that expired the day before must have its final row now."""
     if run.capture != "hourly" or run.fetched_at.hour != 0:
         return None
-    report = audit(lake, now=run.fetched_at, days=1, until_day_before=True)
+    report = audit(
+        lake, now=run.fetched_at, days=1, until_day_before=True, final_row_after=timedelta(0)
+    )
     log_audit(report)
     return report

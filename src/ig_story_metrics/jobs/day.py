@@ -23,8 +23,9 @@ from pydantic import SecretStr
 
 from ig_story_metrics.clock import MAX_REPLAY_HOURS, VirtualClock
 from ig_story_metrics.jobs import hourly, sweep
-from ig_story_metrics.jobs.audit import read_days, report_for
+from ig_story_metrics.jobs.audit import read_days, report_for, stored_final_rows
 from ig_story_metrics.model.accounts import Account
+from ig_story_metrics.model.coverage import FINAL_ROW_AFTER
 from ig_story_metrics.model.expiry import hourly_rows
 from ig_story_metrics.report.audit import AuditReport, DayRun, JobCost
 from ig_story_metrics.report.models import RunReport
@@ -78,7 +79,8 @@ async def replay(
     plan: sweep.Plan = "lake",
     on_run: Callable[[Tick, RunReport], None] | None = None,
 ) -> DayRun:
-    """Run every tick at its moment on `clock`; what each job cost is in the answer."""
+    """Run every tick at its moment on `clock`, each finalizing as in production (`run`); what
+    each job cost is in the answer."""
     if not ticks:
         raise ValueError("nothing to replay")
     started = time.monotonic()
@@ -86,11 +88,13 @@ async def replay(
     for tick in ticks:
         clock.set(tick.at)
         if tick.job == "hourly":
-            report = await hourly.capture_async(settings, accounts, tokens, lake=lake, clock=clock)
+            report = await hourly.capture_async(
+                settings, accounts, tokens, lake=lake, clock=clock, finals=True
+            )
             _add(day.hourly, report)
         else:
             report = await sweep.sweep_async(
-                settings, accounts, tokens, lake=lake, clock=clock, plan=plan
+                settings, accounts, tokens, lake=lake, clock=clock, plan=plan, finals=True
             )
             _add(day.sweep, report)
         if on_run is not None:
@@ -117,10 +121,12 @@ def run(
 
 
 def audit_replay(lake: Lake, day: DayRun, now: datetime) -> AuditReport:
-    """The audit of the replayed days as of `now`; fills in `day`'s two coverage figures: with the
-    sweeps, and with the hourly snapshots alone (what the same day gives without sweeps)."""
+    """The audit of the replayed days as of `now` (the final rows the runs built included); fills
+    in `day`'s two coverage figures: with the sweeps, and with the hourly snapshots alone (what
+    the same day gives without sweeps)."""
     frame, days = read_days(lake, now=now, days=(now.date() - day.start.date()).days + 1)
-    report = report_for(frame, lake.url(""), now=now, days=days)
+    finals = stored_final_rows(lake, frame, days, now - FINAL_ROW_AFTER)
+    report = report_for(frame, lake.url(""), now=now, days=days, final_rows=finals)
     day.share_with_sweeps = report.final_share
     day.share_hourly_only = report_for(hourly_rows(frame), "", now=now, days=days).final_share
     return report

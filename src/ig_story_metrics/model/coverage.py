@@ -14,7 +14,10 @@
   told apart from an hour without a run, and is not counted); only from the account's first hourly
   snapshot on, so the time before the tool was installed is no gap;
 - stories first seen more than `late_after` after they were posted (posted after the account's
-  first hourly snapshot: earlier ones could not have been seen).
+  first hourly snapshot: earlier ones could not have been seen);
+- stories that expired that day more than `final_row_after` before `now` (by then a run has
+  finalized them) with no row in the final-values table (`missing_final_rows`), when the caller
+  gives the rows that table holds.
 
 A snapshot is a row whose values were read (`ok`, `partial`) or that Meta withheld for too few
 viewers (`not_enough_viewers`); a row of a story that failed or had already gone still shows that
@@ -24,7 +27,7 @@ and its posting lie there.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, TypedDict
@@ -39,6 +42,10 @@ else:
 TAKEN = ("ok", "partial", "not_enough_viewers")
 FINAL_WITHIN = timedelta(minutes=10)
 LATE_AFTER = timedelta(minutes=70)
+# Every hourly run finalizes every account, a sweep those with a story expired since: within an
+# hour and a quarter of its expiry (an hourly run on the hour, its duration and slack) a story has
+# its final row.
+FINAL_ROW_AFTER = timedelta(minutes=75)
 HOUR = timedelta(hours=1)
 
 
@@ -79,6 +86,8 @@ class DayCoverage:
     missed_finals: tuple[MissedFinal, ...]
     missing_hours: tuple[datetime, ...]
     late_first_seen: tuple[LateStory, ...]
+    # stories (by expiry) without their row in the final-values table; () when it was not checked
+    missing_final_rows: tuple[str, ...] = ()
 
 
 class _Seen(TypedDict):
@@ -123,6 +132,23 @@ def _gaps(snapshots: pl.DataFrame) -> pl.DataFrame:
         .drop_nulls("gap")
     )
     return gaps.sort("gap", descending=True).group_by("account", "day").first()
+
+
+def final_rows_due(snapshots: pl.DataFrame, days: Iterable[date], by: datetime) -> pl.DataFrame:
+    """The stories (account, story_id, posted_date) that expired on `days` by `by`: those that
+    must have their row in the final-values table (`by`: `final_row_after` before the audit)."""
+    return (
+        story_facts(snapshots)
+        .filter(_final_row_due(list(days), by))
+        .select("account", "story_id", pl.col("posted_at").dt.date().alias("posted_date"))
+        .sort("account", "posted_date", "story_id")
+    )
+
+
+def _final_row_due(days: list[date], by: datetime) -> pl.Expr:
+    """Whether a story (of `story_facts`) expired on `days` by `by`: it has a final row then."""
+    expires = pl.col("expires_at")
+    return expires.dt.date().is_in(days) & (expires <= by) & pl.col("posted_at").is_not_null()
 
 
 def missing_hours(
@@ -174,8 +200,11 @@ def day_coverage(
     final_within: timedelta = FINAL_WITHIN,
     late_after: timedelta = LATE_AFTER,
     accounts: Iterable[str] = (),
+    final_rows: Mapping[str, Collection[str]] | None = None,
+    final_row_after: timedelta = FINAL_ROW_AFTER,
 ) -> list[DayCoverage]:
-    """Coverage per account (those with rows, and `accounts`) and day of `days`, in that order."""
+    """Coverage per account (those with rows, and `accounts`) and day of `days`, in that order.
+    `final_rows`: the story ids each account has in the final-values table (None: not checked)."""
     chosen = sorted(set(days))
     facts = story_facts(snapshots)
     gaps = {(r["account"], r["day"]): r for r in _gaps(snapshots).iter_rows(named=True)}
@@ -200,6 +229,9 @@ def day_coverage(
                     **_finals(mine, day, now, final_within),
                     missing_hours=holes.get((account, day), ()),
                     late_first_seen=_late(mine, day, late_after, starts.get(account)),
+                    missing_final_rows=_without_final_row(
+                        mine, day, now - final_row_after, final_rows, account
+                    ),
                 )
             )
     return out
@@ -249,6 +281,21 @@ def _finals(facts: pl.DataFrame, day: date, now: datetime, within: timedelta) ->
             for r in missed.iter_rows(named=True)
         ),
     }
+
+
+def _without_final_row(
+    facts: pl.DataFrame,
+    day: date,
+    by: datetime,
+    final_rows: Mapping[str, Collection[str]] | None,
+    account: str,
+) -> tuple[str, ...]:
+    """The stories that expired on `day` by `by` and have no final row (by expiry)."""
+    if final_rows is None:
+        return ()
+    stored = final_rows.get(account, ())
+    due = facts.filter(_final_row_due([day], by)).sort("expires_at", "story_id")
+    return tuple(story for story in due.get_column("story_id") if story not in stored)
 
 
 def _late(

@@ -29,6 +29,10 @@ class AuditReport(BaseModel):
     late_minutes: float
     max_missed_finals: int = 0
     max_missing_hours: int = 0
+    max_missing_final_rows: int = 0
+    # A story that expired this long before the audit must have its row in the final-values table
+    # (None: that table was not checked).
+    final_row_minutes: float | None = None
     coverage: list[DayCoverage] = Field(default_factory=list)
     # Daily files moved aside as unreadable (`...parquet.corrupt-{time}`), of any day: their rows
     # are not in the figures above until a person repairs or removes them.
@@ -67,16 +71,23 @@ class AuditReport(BaseModel):
 
     @computed_field  # type: ignore[prop-decorator]
     @property
+    def missing_final_rows(self) -> int:
+        """Expired stories without their row in the final-values table."""
+        return sum(len(c.missing_final_rows) for c in self.coverage)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
     def ok(self) -> bool:
         return (
             self.missed_finals <= self.max_missed_finals
             and self.missing_hours <= self.max_missing_hours
+            and self.missing_final_rows <= self.max_missing_final_rows
         )
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def exit_code(self) -> int:
-        """0 when the thresholds hold, 1 when more finals or hourly runs were missed."""
+        """0 when the thresholds hold, 1 when more finals, hourly runs or final rows were missed."""
         return 0 if self.ok else 1
 
     def to_json(self) -> str:
@@ -127,6 +138,7 @@ def _day_entry(c: DayCoverage) -> dict[str, Any]:
         "missed_finals": [m.story_id for m in c.missed_finals],
         "missing_hours": [h.strftime("%H:%M") for h in c.missing_hours],
         "late_first_seen": [s.story_id for s in c.late_first_seen],
+        "missing_final_rows": list(c.missing_final_rows),
         "largest_gap_minutes": c.largest_gap_minutes,
     }
 
@@ -138,7 +150,8 @@ def log_audit(report: AuditReport, logger: logging.Logger | None = None) -> None
     log.log(
         logging.INFO if report.ok else logging.WARNING,
         "audit %s..%s: %d of %d expired stories had a snapshot in their last %g minutes "
-        "(%s); %d missed, %d hourly runs missing, %d stories first seen late",
+        "(%s); %d missed, %d hourly runs missing, %d stories first seen late, "
+        "%d without their final row",
         report.days[0] if report.days else "-",
         report.days[-1] if report.days else "-",
         report.finals_caught,
@@ -148,6 +161,7 @@ def log_audit(report: AuditReport, logger: logging.Logger | None = None) -> None
         report.missed_finals,
         report.missing_hours,
         report.late_first_seen,
+        report.missing_final_rows,
         extra={
             "event": "audit",
             "ok": report.ok,
@@ -158,6 +172,7 @@ def log_audit(report: AuditReport, logger: logging.Logger | None = None) -> None
             "missed_finals": report.missed_finals,
             "missing_hours": report.missing_hours,
             "late_first_seen": report.late_first_seen,
+            "missing_final_rows": report.missing_final_rows,
             "final_minutes": report.final_minutes,
             "storage_url": report.storage_url,
             "coverage": [_day_entry(c) for c in report.coverage],

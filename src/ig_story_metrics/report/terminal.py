@@ -110,41 +110,28 @@ def _files(report: RunReport, console: Console, none: str) -> None:
 
 def render_audit(report: AuditReport, console: Console) -> None:
     """The audit: one table row per account and day, then every miss by name."""
-    within = f"{report.final_minutes:g}"
-    table = Table(
-        title=f"coverage {report.days[0]} .. {report.days[-1]} (UTC) in {report.storage_url}",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
-    for name in (
-        "account",
-        "day",
-        "stories",
-        "snapshots\nper story",
-        "max\ngap",
-        f"final\n<={within}m",
-        "missed",
-        "no\nrun",
-        "late",
-    ):
-        left = name in ("account", "day")
-        table.add_column(name, justify="left" if left else "right", no_wrap=left)
-    for c in report.coverage:
-        table.add_row(
-            *_coverage_cells(c), style="red" if c.missed_finals or c.missing_hours else None
-        )
-    console.print(table)
+    checked = report.final_row_minutes is not None  # the final-values table
+    console.print(_audit_table(report, checked))
     share = report.final_share
     console.print(
         f"{report.finals_caught} of {report.expired} expired stories had a snapshot in their last "
-        f"{within} minutes ({'-' if share is None else f'{share:.1%}'}); "
+        f"{report.final_minutes:g} minutes ({'-' if share is None else f'{share:.1%}'}); "
         f"{report.missed_finals} missed, {report.missing_hours} hourly runs missing, "
-        f"{report.late_first_seen} stories first seen late",
+        f"{report.late_first_seen} stories first seen late"
+        + (
+            f", {report.missing_final_rows} without their row in the final table" if checked else ""
+        ),
         highlight=False,
     )
     for c in report.coverage:
         for line in _misses(c, report.late_minutes):
             console.print(f"[yellow]{c.account} {c.day}[/yellow] {escape(line)}", highlight=False)
+    if report.missing_final_rows:
+        days = (report.generated_at.date() - report.days[0]).days + 1
+        console.print(
+            f"`ig-story-metrics finalize --days {days}` builds the missing final rows",
+            highlight=False,
+        )
     for moved in report.quarantined:
         console.print(
             f"[yellow]quarantined[/yellow] {escape(moved)}: unreadable, moved aside (its rows are "
@@ -155,9 +142,31 @@ def render_audit(report: AuditReport, console: Console) -> None:
     verdict = "[green]ok[/green]" if report.ok else "[red]FAILED[/red]"
     console.print(
         f"audit {verdict}: thresholds {report.max_missed_finals} missed finals, "
-        f"{report.max_missing_hours} missing hourly runs",
+        f"{report.max_missing_hours} missing hourly runs"
+        + (f", {report.max_missing_final_rows} missing final rows" if checked else ""),
         highlight=False,
     )
+
+
+def _audit_table(report: AuditReport, checked: bool) -> Table:
+    """One row per account and day; the column of missing final rows when they were checked."""
+    table = Table(
+        title=f"coverage {report.days[0]} .. {report.days[-1]} (UTC) in {report.storage_url}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    names = ["account", "day", "stories", "snapshots\nper story", "max\ngap"]
+    names += [f"final\n<={report.final_minutes:g}m", "missed", "no\nrun", "late"]
+    for name in [*names, "no final\nrow"] if checked else names:
+        left = name in ("account", "day")
+        table.add_column(name, justify="left" if left else "right", no_wrap=left)
+    for c in report.coverage:
+        cells = _coverage_cells(c)
+        table.add_row(
+            *[*cells, str(len(c.missing_final_rows))] if checked else cells,
+            style="red" if c.missed_finals or c.missing_hours or c.missing_final_rows else None,
+        )
+    return table
 
 
 def _coverage_cells(c: DayCoverage) -> list[str]:
@@ -193,6 +202,8 @@ def _misses(c: DayCoverage, late_minutes: float) -> list[str]:
     if c.missing_hours:
         hours = ", ".join(f"{h:%H}:00" for h in c.missing_hours)
         lines.append(f"no hourly run in the hour(s) starting {hours}")
+    for story in c.missing_final_rows:
+        lines.append(f"story {story}: no row in the final-values table")
     for s in c.late_first_seen:
         lines.append(
             f"story {s.story_id} posted {s.posted_at:%H:%M} first seen {s.first_seen_at:%H:%M} "
