@@ -154,10 +154,11 @@ def _audit_table(report: AuditReport, checked: bool) -> Table:
         title=f"coverage {report.days[0]} .. {report.days[-1]} (UTC) in {report.storage_url}",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
+        collapse_padding=True,
     )
     names = ["account", "day", "stories", "snapshots\nper story", "max\ngap"]
     names += [f"final\n<={report.final_minutes:g}m", "missed", "no\nrun", "late"]
-    for name in [*names, "no final\nrow"] if checked else names:
+    for name in [*names, "no\nfinal\nrow"] if checked else names:
         left = name in ("account", "day")
         table.add_column(name, justify="left" if left else "right", no_wrap=left)
     for c in report.coverage:
