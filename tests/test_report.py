@@ -11,9 +11,14 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+import polars as pl
 import pytest
 
+from ig_story_metrics.jobs import report as report_job
+from ig_story_metrics.model.coverage import FINAL_ROW_AFTER
+from ig_story_metrics.report.html import render
 from ig_story_metrics.simulator import SEED_ACCOUNTS
+from ig_story_metrics.storage import open_lake
 
 from .conftest import run_cli
 
@@ -163,3 +168,34 @@ def test_curves_mark_hourly_and_sweep_points(made: tuple[Path, Path]) -> None:
     symbols = [t["marker"]["symbol"] for c in curves for t in c["figure"]["data"]]
     assert any("circle" in s for s in symbols)
     assert any(s[-1] == "diamond" and s[0] == "circle" for s in symbols)
+
+
+def test_the_coverage_counts_stories_without_their_final_row(
+    made: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The page's coverage has the audit's count of expired stories without their final row: 0
+    where the runs finalized every story, and a lost partition's expired stories once it is gone."""
+    page, lake = made
+    assert "<th>without final row</th>" in page.read_text()
+    now = datetime.now(UTC)
+    copy = tmp_path / "lake"
+    shutil.copytree(lake, copy)
+    with open_lake(str(copy)) as opened:
+        built = report_job.build(opened, now=now, days=2)
+        assert sum(len(c.missing_final_rows) for c in built.coverage) == 0
+        due = now - FINAL_ROW_AFTER
+        files = sorted(copy.glob("tables/story_final/account=*/posted_date=*/*.parquet"))
+        lost = {
+            f: pl.read_parquet(f).filter(pl.col("expires_at") <= due)["story_id"].to_list()
+            for f in files
+        }
+        gone, stories = max(lost.items(), key=lambda item: len(item[1]))
+        assert stories
+        gone.unlink()
+        built = report_job.build(opened, now=now, days=2)
+    named = {s for c in built.coverage for s in c.missing_final_rows}
+    assert named == set(stories)
+    account = gone.parent.parent.name.removeprefix("account=")
+    cells = re.findall(r"<td>(\d+)</td></tr>", render(built))
+    assert str(len(stories)) in cells
+    assert {c.account for c in built.coverage if c.missing_final_rows} == {account}

@@ -191,13 +191,14 @@ def _coverage_html(rows: list[DayCoverage]) -> str:
     head = (
         "<tr><th>day</th><th>stories seen</th><th>snapshots / story (min · median · max)</th>"
         "<th>largest gap (min)</th><th>expired</th><th>finals caught</th>"
-        "<th>missing hourly runs</th><th>first seen late</th></tr>"
+        "<th>missing hourly runs</th><th>first seen late</th><th>without final row</th></tr>"
     )
     body = "".join(
         f"<tr><td>{c.day}</td><td>{c.stories_seen}</td><td>{_num(c.snapshots_min)} · "
         f"{_num(c.snapshots_median, 1)} · {_num(c.snapshots_max)}</td>"
         f"<td>{_num(c.largest_gap_minutes, 1)}</td><td>{c.expired}</td><td>{c.finals_caught}</td>"
-        f"<td>{len(c.missing_hours)}</td><td>{len(c.late_first_seen)}</td></tr>"
+        f"<td>{len(c.missing_hours)}</td><td>{len(c.late_first_seen)}</td>"
+        f"<td>{len(c.missing_final_rows)}</td></tr>"
         for c in rows
     )
     return f'<h3>Coverage (audit)</h3><table class="coverage">{head}{body}</table>'
