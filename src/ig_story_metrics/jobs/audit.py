@@ -3,8 +3,9 @@
 `audit()` reads every account's daily files (local folder or bucket) for the chosen days plus the
 day before (where the first day's stories were posted and first seen), and computes per account and
 UTC day what `model.coverage` defines; it reads the final-values table's partitions of the stories
-that expired then, to name those without their final row. `daily_audit()` is the Cloud Function's: after the first
-hourly run of a UTC day it audits the day that just ended and logs one `audit` entry.
+that expired then, to name those without their final row. `daily_audit()` is the Cloud Function's:
+after the first hourly run of a UTC day it audits the day that just ended and logs one `audit`
+entry.
 """
 
 from __future__ import annotations
