@@ -22,6 +22,7 @@ from ig_story_metrics.jobs import audit, day, finalize
 from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.model.coverage import FINAL_ROW_AFTER, day_coverage
 from ig_story_metrics.model.snapshot import SNAPSHOTS
+from ig_story_metrics.report.audit import log_audit
 from ig_story_metrics.report.models import RunReport
 from ig_story_metrics.report.terminal import render_audit
 from ig_story_metrics.settings import load_settings
@@ -315,11 +316,11 @@ def test_the_runs_leave_no_expired_story_without_its_final_row(
 
 
 def test_a_story_without_its_final_row_is_named_until_finalize_builds_it(
-    replayed: Replayed, tmp_path: Path
+    replayed: Replayed, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A final partition lost (deleted here) leaves its expired stories without their final row:
-    the audit names exactly those (JSON, terminal, exit 1 past the threshold); `finalize` then
-    builds them back and the audit is clean again."""
+    the audit names exactly those (terminal, log entry, exit 1 past the threshold), with the
+    command that builds them; `finalize` then builds them back and the audit is clean again."""
     copy = tmp_path / "lake"
     shutil.copytree(replayed.lake, copy)
     due = due_final_rows(replayed, replayed.end - FINAL_ROW_AFTER)
@@ -347,6 +348,12 @@ def test_a_story_without_its_final_row_is_named_until_finalize_builds_it(
         text = console.export_text()
         assert f"story {story.id}: no row in the final-values table" in text
         assert "ig-story-metrics finalize --days 2" in text
+        caplog.set_level(logging.INFO, logger="ig_story_metrics.audit")
+        log_audit(report)
+        [entry] = [r for r in caplog.records if getattr(r, "event", None) == "audit"]
+        assert f"{len(lost)} without their final row" in entry.getMessage()
+        assert "ig-story-metrics finalize --days 2" in entry.getMessage()
+        assert entry.__dict__["missing_final_rows"] == len(lost)
         finalize.finalize(lake, dict(SEED_ACCOUNTS), replayed.end, days=2)
         assert audit.audit(lake, now=replayed.end, days=2).missing_final_rows == 0
     assert partition.is_dir()

@@ -75,6 +75,13 @@ class AuditReport(BaseModel):
         """Expired stories without their row in the final-values table."""
         return sum(len(c.missing_final_rows) for c in self.coverage)
 
+    def finalize_hint(self) -> str | None:
+        """The command that builds the missing final rows (None: none is missing)."""
+        if not self.missing_final_rows or not self.days:
+            return None
+        days = (self.generated_at.date() - self.days[0]).days + 1
+        return f"`ig-story-metrics finalize --days {days}` builds the missing final rows"
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def ok(self) -> bool:
@@ -151,7 +158,7 @@ def log_audit(report: AuditReport, logger: logging.Logger | None = None) -> None
         logging.INFO if report.ok else logging.WARNING,
         "audit %s..%s: %d of %d expired stories had a snapshot in their last %g minutes "
         "(%s); %d missed, %d hourly runs missing, %d stories first seen late, "
-        "%d without their final row",
+        "%d without their final row%s",
         report.days[0] if report.days else "-",
         report.days[-1] if report.days else "-",
         report.finals_caught,
@@ -162,6 +169,7 @@ def log_audit(report: AuditReport, logger: logging.Logger | None = None) -> None
         report.missing_hours,
         report.late_first_seen,
         report.missing_final_rows,
+        f" ({hint})" if (hint := report.finalize_hint()) else "",
         extra={
             "event": "audit",
             "ok": report.ok,

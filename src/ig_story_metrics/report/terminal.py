@@ -126,12 +126,8 @@ def render_audit(report: AuditReport, console: Console) -> None:
     for c in report.coverage:
         for line in _misses(c, report.late_minutes):
             console.print(f"[yellow]{c.account} {c.day}[/yellow] {escape(line)}", highlight=False)
-    if report.missing_final_rows:
-        days = (report.generated_at.date() - report.days[0]).days + 1
-        console.print(
-            f"`ig-story-metrics finalize --days {days}` builds the missing final rows",
-            highlight=False,
-        )
+    if hint := report.finalize_hint():
+        console.print(hint, highlight=False)
     for moved in report.quarantined:
         console.print(
             f"[yellow]quarantined[/yellow] {escape(moved)}: unreadable, moved aside (its rows are "
