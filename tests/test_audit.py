@@ -21,6 +21,7 @@ from ig_story_metrics.clock import VirtualClock
 from ig_story_metrics.jobs import audit, day, finalize
 from ig_story_metrics.model.accounts import Account
 from ig_story_metrics.model.coverage import FINAL_ROW_AFTER, day_coverage
+from ig_story_metrics.model.final import STORY_FINAL, final_rows
 from ig_story_metrics.model.snapshot import SNAPSHOTS
 from ig_story_metrics.report.audit import log_audit
 from ig_story_metrics.report.models import RunReport
@@ -400,3 +401,37 @@ def test_a_story_expired_within_the_grace_needs_no_final_row_yet() -> None:
     no_grace = timedelta(0)
     [c] = day_coverage(frame, [now.date()], now, final_rows={}, final_row_after=no_grace)
     assert c.missing_final_rows == ("kept", "old", "fresh")  # by expiry
+
+
+def test_a_final_row_is_found_in_the_partition_of_the_storys_last_posted_date(
+    tmp_path: Path,
+) -> None:
+    """A listing that moved a story's timestamp across midnight places its final row by the last
+    one (model/final.py): the audit looks in every posted date the snapshots give, and finds it."""
+    posted = datetime(2026, 11, 20, 23, 59, 59, tzinfo=UTC)
+    moved = posted + 2 * timedelta(seconds=1)
+    rows = [
+        {
+            "account": "NPI",
+            "ig_user_id": "17841400000000001",
+            "story_id": "s1",
+            "posted_at": at,
+            "expires_at": at + 24 * HOUR,
+            "fetched_at": posted + fetched,
+            "insights_status": "ok",
+            "capture": "hourly",
+        }
+        for at, fetched in ((posted, HOUR), (moved, 2 * HOUR))
+    ]
+    frame = SNAPSHOTS.frame(rows)
+    now = posted + 27 * HOUR
+    finals = final_rows(frame, {}, {"NPI": "17841400000000001"}, now)
+    assert list(finals) == [("NPI", moved.date())]
+    with open_lake(str(tmp_path / "lake")) as lake:
+        for (account, day), found in finals.items():
+            lake.replace_partition(STORY_FINAL, account, day, STORY_FINAL.frame(found))
+        stored = audit.stored_final_rows(lake, frame, [now.date()], now - FINAL_ROW_AFTER)
+    assert stored == {"NPI": {"s1"}}
+    [c] = day_coverage(frame, [now.date()], now, final_rows=stored)
+    assert c.expired == 1
+    assert c.missing_final_rows == ()

@@ -135,12 +135,16 @@ def _gaps(snapshots: pl.DataFrame) -> pl.DataFrame:
 
 
 def final_rows_due(snapshots: pl.DataFrame, days: Iterable[date], by: datetime) -> pl.DataFrame:
-    """The stories (account, story_id, posted_date) that expired on `days` by `by`: those that
-    must have their row in the final-values table (`by`: `final_row_after` before the audit)."""
+    """The stories (account, story_id) that expired on `days` by `by`, which must have their row
+    in the final-values table (`by`: `final_row_after` before the audit), with each posted date
+    their snapshots give (`posted_date`: the partition that row is in; a story whose listing
+    changed its timestamp has more than one)."""
+    due = story_facts(snapshots).filter(_final_row_due(list(days), by))
     return (
-        story_facts(snapshots)
-        .filter(_final_row_due(list(days), by))
-        .select("account", "story_id", pl.col("posted_at").dt.date().alias("posted_date"))
+        snapshots.select("account", "story_id", pl.col("posted_at").dt.date().alias("posted_date"))
+        .drop_nulls()
+        .unique()
+        .join(due, on=["account", "story_id"], how="semi")
         .sort("account", "posted_date", "story_id")
     )
 
