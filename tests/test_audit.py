@@ -435,3 +435,18 @@ def test_a_final_row_is_found_in_the_partition_of_the_storys_last_posted_date(
     [c] = day_coverage(frame, [now.date()], now, final_rows=stored)
     assert c.expired == 1
     assert c.missing_final_rows == ()
+
+
+def test_cli_audit_of_one_account(replayed: Replayed, tmp_path: Path) -> None:
+    """`audit --account NAME` covers that account only; a name that cannot be an account's is one
+    line and exit 2, before anything is read."""
+    env = {"STORAGE_URL": str(replayed.lake)}
+    result = run_cli(["audit", "--days", "2", "--json", "--account", "LT"], env, tmp_path)
+    report = json.loads(result.stdout)
+    assert {c["account"] for c in report["coverage"]} == {"LT"}
+    everyone = json.loads(run_cli(["audit", "--days", "2", "--json"], env, tmp_path).stdout)
+    assert {c["account"] for c in everyone["coverage"]} == set(SEED_ACCOUNTS)
+    bad = run_cli(["audit", "--account", "../x"], env, tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().startswith("error: --account '../x'")
+    assert "Traceback" not in bad.stderr

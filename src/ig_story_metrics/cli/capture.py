@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from pydantic import SecretStr
 
-from ig_story_metrics.cli.common import EXIT_FAILED, app, console, fail
+from ig_story_metrics.cli.common import (
+    EXIT_FAILED,
+    AccountOption,
+    app,
+    console,
+    fail,
+    lake_accounts,
+)
 from ig_story_metrics.clock import MAX_REPLAY_HOURS, VirtualClock, utc_now
 from ig_story_metrics.errors import ConfigError, StorageError
 from ig_story_metrics.jobs import hourly
@@ -168,23 +175,26 @@ def audit(
         int,
         typer.Option(min=0, help="Exit 1 when more expired stories than this lack a final row."),
     ] = 0,
+    account: AccountOption = None,
 ) -> None:
     """Coverage per account and UTC day, read from the lake (STORAGE_URL, local or gs://).
 
     Exit 1 when a story's last minutes, an hourly run or a story's final row were missed (beyond
     the thresholds).
-    Example: ig-story-metrics audit --days 7 --json
+    Example: ig-story-metrics audit --days 7 --json --account NPI
     """
     from ig_story_metrics.jobs import audit as audit_job
     from ig_story_metrics.report.audit import log_audit
     from ig_story_metrics.report.terminal import render_audit
 
+    accounts = lake_accounts(account)
     try:
         with hourly.lake_for(load_settings()) as lake:
             report = audit_job.audit(
                 lake,
                 now=utc_now(),
                 days=days,
+                accounts=accounts,
                 final_within=timedelta(minutes=final_minutes),
                 late_after=timedelta(minutes=late_minutes),
                 max_missed_finals=max_missed_finals,

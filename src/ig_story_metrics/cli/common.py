@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ig_story_metrics import __version__
+from ig_story_metrics.model.accounts import account_name_problem
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -21,6 +22,11 @@ app = typer.Typer(
 )
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+# `--account NAME`, repeatable, of the commands that read the lake (the audit, the report)
+AccountOption = Annotated[
+    list[str] | None,
+    typer.Option("--account", help="Only this account (repeat for more). Default: every one."),
+]
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -61,3 +67,12 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
         f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True
     )
     return typer.Exit(code)
+
+
+def lake_accounts(names: list[str] | None) -> list[str] | None:
+    """The `--account` names given (None: every account in the lake); a name that cannot be an
+    account's is a usage error, before anything is read."""
+    for name in names or ():
+        if problem := account_name_problem(name):
+            raise fail(f"--account {name!r}: {problem}")
+    return names or None

@@ -7,21 +7,17 @@ from typing import Annotated
 
 import typer
 
-from ig_story_metrics.cli.common import app, console, fail
+from ig_story_metrics.cli.common import AccountOption, app, console, fail, lake_accounts
 from ig_story_metrics.clock import utc_now
 from ig_story_metrics.errors import ConfigError, StorageError
 from ig_story_metrics.jobs import hourly
-from ig_story_metrics.model.accounts import account_name_problem
 from ig_story_metrics.settings import load_settings
 
 
 @app.command()
 def report(
     days: Annotated[int, typer.Option(min=1, max=92, help="UTC days, today included.")] = 7,
-    account: Annotated[
-        list[str] | None,
-        typer.Option("--account", help="Only this account (repeat for more). Default: every one."),
-    ] = None,
+    account: AccountOption = None,
     out: Annotated[Path, typer.Option("--out", help="Where to write the page.")] = Path(
         "report.html"
     ),
@@ -41,13 +37,11 @@ def report(
     from ig_story_metrics.jobs import report as report_job  # the report's own imports: when it runs
     from ig_story_metrics.report.html import render
 
-    for name in account or ():
-        if problem := account_name_problem(name):
-            raise fail(f"--account {name!r}: {problem}")
+    accounts = lake_accounts(account)
     now = utc_now()
     try:
         with hourly.lake_for(load_settings()) as lake:
-            page = render(report_job.build(lake, now=now, days=days, accounts=account or None))
+            page = render(report_job.build(lake, now=now, days=days, accounts=accounts))
             published = report_job.publish(lake, page, now.date()) if publish else None
     except (ConfigError, StorageError) as exc:
         raise fail(str(exc)) from None
