@@ -24,7 +24,7 @@ from ig_story_metrics.model.coverage import FINAL_ROW_AFTER, day_coverage
 from ig_story_metrics.model.final import STORY_FINAL, final_rows
 from ig_story_metrics.model.snapshot import SNAPSHOTS
 from ig_story_metrics.report.audit import log_audit
-from ig_story_metrics.report.models import RunReport
+from ig_story_metrics.report.models import AccountReport, RunReport
 from ig_story_metrics.report.terminal import render_audit
 from ig_story_metrics.settings import load_settings
 from ig_story_metrics.simulator import DEFAULT_TOKEN, SEED_ACCOUNTS, World, simulator_server
@@ -212,6 +212,12 @@ def test_daily_audit_logs_one_entry_after_the_midnight_run_only(
     entries = [r for r in caplog.records if getattr(r, "event", None) == "audit"]
     assert len(entries) == 1
     entry = entries[0].__dict__
+    assert {c.account for c in report.coverage} == set(SEED_ACCOUNTS)  # a run without accounts
+    mine = run(midnight)
+    mine.accounts = [AccountReport(account="LT", ig_user_id=SEED_ACCOUNTS["LT"])]
+    narrowed = audit.daily_audit(lake, mine)
+    assert narrowed is not None
+    assert {c.account for c in narrowed.coverage} == {"LT"}  # the run's accounts only
     assert entry["missed_finals"] == report.missed_finals
     assert entry["missing_hours"] == report.missing_hours
     assert entry["missing_final_rows"] == report.missing_final_rows

@@ -152,12 +152,19 @@ def daily_audit(lake: Lake, run: RunReport) -> AuditReport | None:
     """After the first hourly run of a UTC day (hour 0): audit the day before and log one `audit`
     entry. Any other run: nothing (None).
 
-    That run has just finalized the day's last stories (its hook covers the expiries since the
-    run before it): so every story that expired the day before must have its final row now."""
+    It covers the run's accounts (another deployment's, or one taken out of the accounts file,
+    may have files in the same lake). That run has just finalized the day's last stories (its
+    hook covers the expiries since the run before it): so every story of theirs that expired the
+    day before must have its final row now."""
     if run.capture != "hourly" or run.fetched_at.hour != 0:
         return None
     report = audit(
-        lake, now=run.fetched_at, days=1, until_day_before=True, final_row_after=timedelta(0)
+        lake,
+        now=run.fetched_at,
+        days=1,
+        accounts=[a.account for a in run.accounts] or None,
+        until_day_before=True,
+        final_row_after=timedelta(0),
     )
     log_audit(report)
     return report
