@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from ig_story_metrics.jobs.audit import audit
 from ig_story_metrics.jobs.finalize import finalize
 from ig_story_metrics.jobs.webhooks import account_deliveries, read_deliveries, store_delivery
 from ig_story_metrics.model.accounts import Account
@@ -209,3 +210,17 @@ def test_a_bucket_lists_the_accounts_deliveries_side_by_side(
         assert overlap.peak > 1
     else:
         assert overlap.on_caller_thread_alone()
+
+
+@pytest.mark.parametrize("where", ["local_lake", "gcs_lake"])
+def test_the_audit_reads_the_final_rows_back(where: str, request: pytest.FixtureRequest) -> None:
+    """The audit reads the final table from either backend: both expired stories are named
+    until `finalize` writes their partition, none after (the live one is not due)."""
+    lake: Lake = request.getfixturevalue(where)
+    fill(lake)
+    before = audit(lake, now=NOW, days=2)
+    assert {s for c in before.coverage for s in c.missing_final_rows} == {"s-early", "s-midnight"}
+    finalize(lake, ACCOUNTS, NOW, days=2)
+    after = audit(lake, now=NOW, days=2)
+    assert after.expired == 2
+    assert after.missing_final_rows == 0
