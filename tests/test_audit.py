@@ -415,7 +415,7 @@ def test_a_final_row_is_found_in_the_partition_of_the_storys_last_posted_date(
     """A listing that moved a story's timestamp across midnight places its final row by the last
     one (model/final.py): the audit looks in every posted date the snapshots give, and finds it."""
     posted = datetime(2026, 11, 20, 23, 59, 59, tzinfo=UTC)
-    moved = posted + 2 * timedelta(seconds=1)
+    moved = posted + timedelta(seconds=2)
     rows = [
         {
             "account": "NPI",
@@ -436,7 +436,7 @@ def test_a_final_row_is_found_in_the_partition_of_the_storys_last_posted_date(
     with open_lake(str(tmp_path / "lake")) as lake:
         for (account, day), found in finals.items():
             lake.replace_partition(STORY_FINAL, account, day, STORY_FINAL.frame(found))
-        stored = audit.stored_final_rows(lake, frame, [now.date()], now - FINAL_ROW_AFTER)
+        stored = audit.stored_final_rows(lake, frame, [now.date()], now)
     assert stored == {"NPI": {"s1"}}
     [c] = day_coverage(frame, [now.date()], now, final_rows=stored)
     assert c.expired == 1

@@ -66,7 +66,7 @@ def audit(
         max_missed_finals=max_missed_finals,
         max_missing_hours=max_missing_hours,
         max_missing_final_rows=max_missing_final_rows,
-        final_rows=stored_final_rows(lake, frame, chosen, now - final_row_after),
+        final_rows=stored_final_rows(lake, frame, chosen, now, final_row_after),
         final_row_after=final_row_after,
     )
     names = snapshot_accounts(lake) if accounts is None else list(accounts)
@@ -92,12 +92,17 @@ def read_days(
 
 
 def stored_final_rows(
-    lake: Lake, frame: pl.DataFrame, days: Sequence[date], by: datetime
+    lake: Lake,
+    frame: pl.DataFrame,
+    days: Sequence[date],
+    now: datetime,
+    after: timedelta = FINAL_ROW_AFTER,
 ) -> dict[str, set[str]]:
     """The stories each account has in the final-values table, of those (in the snapshot rows
-    `frame`) that expired on `days` by `by`: the partitions of their posted dates are read. A
-    partition that cannot be read holds none (its stories are reported without a final row)."""
-    due = final_rows_due(frame, days, by)
+    `frame`) that expired on `days` at least `after` before `now`: the partitions of their posted
+    dates are read. A partition that cannot be read holds none (its stories are reported without
+    a final row)."""
+    due = final_rows_due(frame, days, now - after)
     parts = sorted(set(due.select("account", "posted_date").iter_rows()))
     found: dict[str, set[str]] = {}
     for (account, _), stored in zip(parts, read_partitions(lake, STORY_FINAL, parts), strict=True):

@@ -25,7 +25,6 @@ from ig_story_metrics.clock import MAX_REPLAY_HOURS, VirtualClock
 from ig_story_metrics.jobs import hourly, sweep
 from ig_story_metrics.jobs.audit import read_days, report_for, stored_final_rows
 from ig_story_metrics.model.accounts import Account
-from ig_story_metrics.model.coverage import FINAL_ROW_AFTER
 from ig_story_metrics.model.expiry import hourly_rows
 from ig_story_metrics.report.audit import AuditReport, DayRun, JobCost
 from ig_story_metrics.report.models import RunReport
@@ -125,7 +124,7 @@ def audit_replay(lake: Lake, day: DayRun, now: datetime) -> AuditReport:
     in `day`'s two coverage figures: with the sweeps, and with the hourly snapshots alone (what
     the same day gives without sweeps)."""
     frame, days = read_days(lake, now=now, days=(now.date() - day.start.date()).days + 1)
-    finals = stored_final_rows(lake, frame, days, now - FINAL_ROW_AFTER)
+    finals = stored_final_rows(lake, frame, days, now)
     report = report_for(frame, lake.url(""), now=now, days=days, final_rows=finals)
     day.share_with_sweeps = report.final_share
     day.share_hourly_only = report_for(hourly_rows(frame), "", now=now, days=days).final_share

@@ -21,7 +21,7 @@ from ig_story_metrics.errors import StorageError
 from ig_story_metrics.jobs.archive import THUMBNAIL
 from ig_story_metrics.jobs.audit import read_days, report_for, stored_final_rows
 from ig_story_metrics.model import stories
-from ig_story_metrics.model.coverage import FINAL_ROW_AFTER, TAKEN
+from ig_story_metrics.model.coverage import TAKEN
 from ig_story_metrics.model.final import STORY_FINAL
 from ig_story_metrics.report.html import AccountSection, StoriesReport, Thumbnail
 from ig_story_metrics.storage import Lake
@@ -41,7 +41,7 @@ def build(
 ) -> StoriesReport:
     """The report's data: every account (or `accounts`) over the last `days` UTC days."""
     frame, chosen = read_days(lake, now=now, days=days, accounts=accounts)
-    finals = stored_final_rows(lake, frame, chosen, now - FINAL_ROW_AFTER)
+    finals = stored_final_rows(lake, frame, chosen, now)
     audit = report_for(
         frame, lake.url(""), now=now, days=chosen, accounts=accounts or (), final_rows=finals
     )
