@@ -212,16 +212,16 @@ def test_daily_audit_logs_one_entry_after_the_midnight_run_only(
     entries = [r for r in caplog.records if getattr(r, "event", None) == "audit"]
     assert len(entries) == 1
     entry = entries[0].__dict__
+    assert entry["missed_finals"] == report.missed_finals
+    assert entry["missing_hours"] == report.missing_hours
+    assert entry["missing_final_rows"] == report.missing_final_rows
+    assert entry["ok"] is report.ok
     assert {c.account for c in report.coverage} == set(SEED_ACCOUNTS)  # a run without accounts
     mine = run(midnight)
     mine.accounts = [AccountReport(account="LT", ig_user_id=SEED_ACCOUNTS["LT"])]
     narrowed = audit.daily_audit(lake, mine)
     assert narrowed is not None
     assert {c.account for c in narrowed.coverage} == {"LT"}  # the run's accounts only
-    assert entry["missed_finals"] == report.missed_finals
-    assert entry["missing_hours"] == report.missing_hours
-    assert entry["missing_final_rows"] == report.missing_final_rows
-    assert entry["ok"] is report.ok
 
 
 def test_gaps_counts_and_medians_per_day() -> None:
