@@ -32,13 +32,14 @@ and at the end (the CPU time of a fresh interpreter importing Polars): on a shar
 moves by half from hour to hour, so figures taken at different times compare only beside it.
 
 Printed per client: wall time, HTTP requests, API operations (a GET is one, a batch counts its
-operations), the ratio of HTTP requests to the lower bound, peak RSS and CPU time of the client's process (from `wait4`), and the simulator's own CPU
-time while it served that client (it must not be the bottleneck). The range line of `--repeat` says
-how much of that CPU was the kernel's: mostly the lake's file system (each account's first write
-of the day makes folders and fsyncs two files), which differs from disk to disk: 1,000 x 20 took
-3.6-6.5 s of it on this machine's virtual disk (ext4) and 1.1-1.6 s on tmpfs, in the same hour.
-Sizes: 5x20 and 50x20 by default, 1000x20 with --big. The baseline runs only up to --baseline-max accounts (one account
-after another, 1000 accounts take minutes). Issue 15's targets (2 cores, 100 ms): 5x20 < 0.8 s,
+operations), the ratio of HTTP requests to the lower bound, peak RSS and CPU time of the client's
+process (from `wait4`), and the simulator's own CPU time while it served that client (it must not
+be the bottleneck). The range line of `--repeat` says how much of that CPU was the kernel's:
+mostly the lake's file system (each account's first write of the day makes folders and fsyncs two
+files), which differs from disk to disk: 1,000 x 20 took 3.6-6.5 s of it on this machine's virtual
+disk (ext4) and 1.1-1.6 s on tmpfs, in the same hour. Sizes: 5x20 and 50x20 by default, 1000x20
+with --big. The baseline runs only up to --baseline-max accounts (one account after another, 1000
+accounts take minutes). Issue 15's targets (2 cores, 100 ms): 5x20 < 0.8 s,
 50x20 < 1.5 s, 1000x20 < 30 s wall, < 10 s CPU, < 300 MB RSS, requests within 5 % of the bound.
 
 The lower bound: every operation travels in a batch of at most 50, so no client can send fewer
